@@ -1,0 +1,1 @@
+"""Line-art colorization library: models, pre/post-processing and the Colorizer pipeline."""

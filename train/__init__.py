@@ -1,0 +1,1 @@
+"""Training stack: data preparation, `accelerate launch train/run.py`, evaluation."""
