@@ -131,3 +131,12 @@ def autotune_configs(gpu: list[dict], interpreted: dict) -> list:
     if interpreter_enabled():
         return [config(interpreted)]
     return [config(entry) for entry in gpu]
+
+
+def dot_precision() -> str:
+    """`tl.dot`'s input_precision for fp32 inputs, following torch's own matmul setting.
+
+    torch computes fp32 matmuls in full precision unless TF32 is allowed; the kernels do the
+    same, so an fp32 kernel matches the fp32 reference on any GPU. fp16/bf16 ignore it.
+    """
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"

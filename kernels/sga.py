@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import autotune_configs
+from ._common import autotune_configs, dot_precision
 from .reference import SGA_EPS
 
 # exp(s) = exp2(s · log2 e): the kernels work in base 2 because exp2 is the native instruction.
@@ -58,6 +58,7 @@ def _scores_tile(
     X_ptr, Y_ptr, offs_n, offs_m, N, M, C,
     stride_xn, stride_xc, stride_ym, stride_yc,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """s = x[offs_n] · y[offs_m]ᵀ in fp32, accumulated over C in chunks of BLOCK_C (base-2 scaled)."""
     s = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
@@ -71,7 +72,7 @@ def _scores_tile(
             Y_ptr + offs_m[:, None] * stride_ym + offs_c[None, :] * stride_yc,
             mask=(offs_m[:, None] < M) & (offs_c[None, :] < C), other=0.0,
         )
-        s += tl.dot(x, tl.trans(y))
+        s += tl.dot(x, tl.trans(y), input_precision=DOT_PRECISION)
     return s * LOG2E  # scores in base 2 from here on, so exp2 gives exp
 
 
@@ -80,6 +81,7 @@ def _scores_tile(
 def _sga_row_stats_kernel(
     X_ptr, Y_ptr, LSE_ptr, N, M, C,
     stride_xb, stride_xn, stride_xc, stride_yb, stride_ym, stride_yc,
+    DOT_PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """lse2_i = log2 Σ_j exp2(s_ij) over all M keys (online softmax); row pass of the reference."""
@@ -93,7 +95,7 @@ def _sga_row_stats_kernel(
     for m0 in range(0, M, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         s = _scores_tile(X_ptr, Y_ptr, offs_n, offs_m, N, M, C, stride_xn, stride_xc,
-                         stride_ym, stride_yc, BLOCK_N, BLOCK_M, BLOCK_C)
+                         stride_ym, stride_yc, BLOCK_N, BLOCK_M, BLOCK_C, DOT_PRECISION)
         s = tl.where(offs_m[None, :] < M, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         l_i = l_i * tl.exp2(m_i - m_new) + tl.sum(tl.exp2(s - m_new[:, None]), axis=1)
@@ -106,6 +108,7 @@ def _sga_row_stats_kernel(
 def _sga_col_sum_kernel(
     X_ptr, Y_ptr, LSE_ptr, CS_ptr, N, M, C,
     stride_xb, stride_xn, stride_xc, stride_yb, stride_ym, stride_yc,
+    DOT_PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """cs_j = Σ_i softmax(x yᵀ)_ij: the column sums the reference's F.normalize divides by."""
@@ -118,7 +121,7 @@ def _sga_col_sum_kernel(
     for n0 in range(0, N, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         s = _scores_tile(X_ptr, Y_ptr, offs_n, offs_m, N, M, C, stride_xn, stride_xc,
-                         stride_ym, stride_yc, BLOCK_N, BLOCK_M, BLOCK_C)
+                         stride_ym, stride_yc, BLOCK_N, BLOCK_M, BLOCK_C, DOT_PRECISION)
         lse = tl.load(LSE_ptr + b * N + offs_n, mask=offs_n < N, other=0.0)
         p = tl.where(offs_n[:, None] < N, tl.exp2(s - lse[:, None]), 0.0)
         cs += tl.sum(p, axis=0)
@@ -132,7 +135,7 @@ def _sga_out_kernel(
     stride_xb, stride_xn, stride_xc, stride_yb, stride_ym, stride_yc,
     stride_vb, stride_vm, stride_vc, stride_zb, stride_zn, stride_zc,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
-    BLOCK_CV: tl.constexpr,
+    BLOCK_CV: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """z_i = Σ_j exp2(s_ij − lse2_i) · inv_cs_j · v_j: the reference's A @ v, one Cv tile."""
     pid_n = tl.program_id(0)
@@ -148,7 +151,7 @@ def _sga_out_kernel(
     for m0 in range(0, M, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         s = _scores_tile(X_ptr, Y_ptr, offs_n, offs_m, N, M, C, stride_xn, stride_xc,
-                         stride_ym, stride_yc, BLOCK_N, BLOCK_M, BLOCK_C)
+                         stride_ym, stride_yc, BLOCK_N, BLOCK_M, BLOCK_C, DOT_PRECISION)
         inv_cs = tl.load(INV_CS_ptr + b * M + offs_m, mask=offs_m < M, other=0.0)
         # A_ij ∈ [0, 1] (p_ij ≤ cs_j), so casting it to v's dtype for the tensor-core dot is safe.
         a = tl.exp2(s - lse[:, None]) * inv_cs[None, :]
@@ -156,7 +159,7 @@ def _sga_out_kernel(
             V_ptr + offs_m[:, None] * stride_vm + offs_cv[None, :] * stride_vc,
             mask=(offs_m[:, None] < M) & (offs_cv[None, :] < CV), other=0.0,
         )
-        acc += tl.dot(a.to(v.dtype), v)
+        acc += tl.dot(a.to(v.dtype), v, input_precision=DOT_PRECISION)
     tl.store(
         Z_ptr + b * stride_zb + offs_n[:, None] * stride_zn + offs_cv[None, :] * stride_zc,
         acc.to(Z_ptr.dtype.element_ty),
@@ -171,7 +174,7 @@ def _sga_bwd_dv_kernel(
     stride_xb, stride_xn, stride_xc, stride_yb, stride_ym, stride_yc,
     stride_db, stride_dn, stride_dc, stride_vb, stride_vm, stride_vc,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
-    BLOCK_CV: tl.constexpr,
+    BLOCK_CV: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """dv_j = inv_cs_j · Σ_i exp2(s_ij − lse2_i) · dz_i: the reference's Aᵀ @ dz, one Cv tile."""
     pid_m = tl.program_id(0)
@@ -186,14 +189,14 @@ def _sga_bwd_dv_kernel(
     for n0 in range(0, N, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         s = _scores_tile(X_ptr, Y_ptr, offs_n, offs_m, N, M, C, stride_xn, stride_xc,
-                         stride_ym, stride_yc, BLOCK_N, BLOCK_M, BLOCK_C)
+                         stride_ym, stride_yc, BLOCK_N, BLOCK_M, BLOCK_C, DOT_PRECISION)
         lse = tl.load(LSE_ptr + b * N + offs_n, mask=offs_n < N, other=0.0)
         p = tl.where(offs_n[:, None] < N, tl.exp2(s - lse[:, None]), 0.0)  # ∈ [0, 1]
         dz = tl.load(
             DZ_ptr + offs_n[:, None] * stride_dn + offs_cv[None, :] * stride_dc,
             mask=(offs_n[:, None] < N) & (offs_cv[None, :] < CV), other=0.0,
         )
-        acc += tl.dot(tl.trans(p.to(dz.dtype)), dz)
+        acc += tl.dot(tl.trans(p.to(dz.dtype)), dz, input_precision=DOT_PRECISION)
     inv_cs = tl.load(INV_CS_ptr + b * M + offs_m, mask=offs_m < M, other=0.0)
     acc *= inv_cs[:, None]
     tl.store(
@@ -237,14 +240,18 @@ class SGAAttentionFunction(torch.autograd.Function):
         col_sum = torch.empty(B, M, device=x.device, dtype=torch.float32)
         z = torch.empty(B, N, CV, device=x.device, dtype=v.dtype)
         xs, ys = (*x.stride(),), (*y.stride(),)
-        _sga_row_stats_kernel[_grid_rows(N, B)](x, y, lse, N, M, C, *xs, *ys)
+        precision = dot_precision()
+        _sga_row_stats_kernel[_grid_rows(N, B)](
+            x, y, lse, N, M, C, *xs, *ys, DOT_PRECISION=precision
+        )
         _sga_col_sum_kernel[lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), B)](
-            x, y, lse, col_sum, N, M, C, *xs, *ys
+            x, y, lse, col_sum, N, M, C, *xs, *ys, DOT_PRECISION=precision
         )
         inv_col_sum = 1.0 / col_sum.clamp_min(SGA_EPS)  # F.normalize: A / max(‖A‖₁, eps)
         _sga_out_kernel[
             lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), B, triton.cdiv(CV, meta["BLOCK_CV"]))
-        ](x, y, v, lse, inv_col_sum, z, N, M, C, CV, *xs, *ys, *v.stride(), *z.stride())
+        ](x, y, v, lse, inv_col_sum, z, N, M, C, CV, *xs, *ys, *v.stride(), *z.stride(),
+          DOT_PRECISION=precision)
         ctx.save_for_backward(x, y, lse, inv_col_sum)
         return z
 
@@ -262,5 +269,6 @@ class SGAAttentionFunction(torch.autograd.Function):
         _sga_bwd_dv_kernel[
             lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), B, triton.cdiv(CV, meta["BLOCK_CV"]))
         ](x, y, dz, lse, inv_col_sum, dv, N, M, C, CV,
-          *x.stride(), *y.stride(), *dz.stride(), *dv.stride())
+          *x.stride(), *y.stride(), *dz.stride(), *dv.stride(),
+          DOT_PRECISION=dot_precision())
         return None, None, dv
