@@ -23,7 +23,8 @@ def _compare(name, fused, reference, inputs) -> tuple[float, int]:
     dout = torch.randn_like(out_b)
     out_a.backward(dout)
     out_b.backward(dout)
-    pairs = [(out_a, out_b)] + [(x.grad, y.grad) for x, y in zip(a, b) if y.grad is not None]
+    grads = [(x.grad, y.grad) for x, y in zip(a, b, strict=True) if y.grad is not None]
+    pairs = [(out_a, out_b), *grads]
     worst = max(
         ((p.float() - q.float()).abs().max() / q.float().abs().max().clamp_min(1e-6)).item()
         for p, q in pairs

@@ -114,7 +114,7 @@ def check_rank(name: str, t: torch.Tensor, rank: int, layout: str) -> None:
 
 
 def autotune_configs(gpu: list[dict], interpreted: dict) -> list:
-    """`triton.Config`s for `triton.autotune`: the GPU list, or one small config under the interpreter.
+    """`triton.Config`s for `triton.autotune`: the GPU list, or one small interpreter config.
 
     Each entry is a dict of constexpr meta-parameters plus optional "num_warps"/"num_stages".
     The interpreter gets a single config (no tuning runs) with blocks small enough that the
@@ -136,7 +136,8 @@ def autotune_configs(gpu: list[dict], interpreted: dict) -> list:
 def dot_precision() -> str:
     """`tl.dot`'s input_precision for fp32 inputs, following torch's own matmul setting.
 
-    torch computes fp32 matmuls in full precision unless TF32 is allowed; the kernels do the
-    same, so an fp32 kernel matches the fp32 reference on any GPU. fp16/bf16 ignore it.
+    torch computes fp32 matmuls in full precision unless `torch.set_float32_matmul_precision`
+    allows TF32; the kernels do the same, so an fp32 kernel matches the fp32 reference on any
+    GPU. fp16/bf16 operands ignore it.
     """
-    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"

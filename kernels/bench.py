@@ -322,7 +322,8 @@ def run_case(case, device, dtype, providers, modes, reps, log) -> list[dict]:
                 grads = [t for t in problem.inputs if t.requires_grad]
                 p50, p20, p80 = _time(run, device, reps, grads)
                 peak = _peak_mib(run, device)
-                rate = problem.work(mode) / (p50 * 1e-3) / (1e12 if problem.unit == "TFLOP/s" else 1e9)
+                per_s = problem.work(mode) / (p50 * 1e-3)
+                rate = per_s / (1e12 if problem.unit == "TFLOP/s" else 1e9)
                 row.update(ms_p50=p50, ms_p20=p20, ms_p80=p80, peak_mib=peak,
                            rate=rate, unit=problem.unit, status="ok")
             except Exception as exc:  # noqa: BLE001 - OOM is a result, anything else a bug
@@ -346,12 +347,10 @@ def _fmt(value, spec: str) -> str:
 
 
 def _format_row(row: dict) -> str:
+    head = f"{row['op']:5} {row['shape']:38} {row['provider']:14} {row['mode']:7}"
     if row["status"] != "ok":
-        return f"{row['op']:5} {row['shape']:38} {row['provider']:14} {row['mode']:7} {row['status']}"
-    return (
-        f"{row['op']:5} {row['shape']:38} {row['provider']:14} {row['mode']:7} "
-        f"{row['ms_p50']:9.3f} ms  {row['rate']:8.2f} {row['unit']}  check {row['check']}"
-    )
+        return f"{head} {row['status']}"
+    return f"{head} {row['ms_p50']:9.3f} ms  {row['rate']:8.2f} {row['unit']}  check {row['check']}"
 
 
 def markdown_table(rows: list[dict], env: dict) -> str:
@@ -368,7 +367,8 @@ def markdown_table(rows: list[dict], env: dict) -> str:
         unit = next((r["unit"] for r in op_rows if r.get("unit")), "")
         lines += [
             "", f"## {op}", "",
-            f"| shape | dtype | mode | provider | ms p50 (p20–p80) | {unit} | peak MiB | vs eager | check |",
+            f"| shape | dtype | mode | provider | ms p50 (p20–p80) | {unit} | peak MiB "
+            "| vs eager | check |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in op_rows:
@@ -379,7 +379,8 @@ def markdown_table(rows: list[dict], env: dict) -> str:
             lines.append(
                 f"| {r['shape']} | {r['dtype']} | {r['mode']} | {r['provider']} | "
                 f"{r['ms_p50']:.3f} ({r['ms_p20']:.3f}–{r['ms_p80']:.3f}) | {r['rate']:.2f} | "
-                f"{_fmt(r['peak_mib'], '.0f')} | {_fmt(r['speedup_vs_eager'], '.2f')}× | {r['check']} |"
+                f"{_fmt(r['peak_mib'], '.0f')} | {_fmt(r['speedup_vs_eager'], '.2f')}× "
+                f"| {r['check']} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -1,9 +1,9 @@
 """The public ops: one function each, dispatching to the Triton kernel or the eager reference.
 
-Models call only these. The Triton modules are imported on first use, so this module (and
-the eager path) works where Triton is not installed. Under autocast the ops behave like the
-eager references: attention inputs are cast to the autocast dtype (as a matmul would be)
-and CBAM keeps x's dtype.
+Models call only these. The Triton implementations (`<op>_triton.py`) are imported on first
+use, so this module (and the eager path) works where Triton is not installed. Under autocast
+the ops behave like the eager references: attention inputs are cast to the autocast dtype
+(as a matmul would be) and CBAM keeps x's dtype.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ def _cast_for_autocast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def sga_attention(
     x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, *, impl: str | None = None
 ) -> torch.Tensor:
-    """Stop-gradient attention (Li et al. 2022; Cao et al. §III-B.2): [B,N,C],[B,M,C],[B,M,Cv] -> [B,N,Cv].
+    """Stop-gradient attention (Li et al. 2022; Cao et al. §III-B.2).
+
+    [B, N, C], [B, M, C], [B, M, Cv] -> [B, N, Cv].
 
     Only v receives a gradient; see `kernels.reference.sga_attention_reference` for the spec.
     `impl` ("auto" | "triton" | "eager") overrides the backend for this call.
@@ -34,7 +36,7 @@ def sga_attention(
     check_rank("v", v, 3, "[B, M, Cv]")
     if select_impl("sga_attention", (x, y, v), impl) == "eager":
         return sga_attention_reference(x, y, v)
-    from .sga import SGAAttentionFunction
+    from .sga_triton import SGAAttentionFunction
 
     x, y, v = _cast_for_autocast(x, y, v)
     with torch.autocast(x.device.type, enabled=False):
@@ -58,7 +60,7 @@ def cross_attention(
     check_rank("v", v, 4, "[B, H, M, D]")
     if select_impl("cross_attention", (q, k, v), impl) == "eager":
         return cross_attention_reference(q, k, v, scale)
-    from .cross_attention import CrossAttentionFunction
+    from .cross_attention_triton import CrossAttentionFunction
 
     q, k, v = _cast_for_autocast(q, k, v)
     with torch.autocast(q.device.type, enabled=False):
@@ -85,7 +87,7 @@ def cbam(
     params = (w1, b1, w2, b2, conv_w, conv_b)
     if select_impl("cbam", (x, *params), impl) == "eager":
         return cbam_reference(x, *params)
-    from .cbam import CBAMFunction
+    from .cbam_triton import CBAMFunction
 
     with torch.autocast(x.device.type, enabled=False):
         return CBAMFunction.apply(x, *params)

@@ -14,6 +14,11 @@ import torch.nn.functional as F
 SGA_EPS = 1e-12  # F.normalize's default eps, as in the SGA authors' code (Li et al. 2022)
 
 
+def _at_least_fp32(dtype: torch.dtype) -> torch.dtype:
+    """Softmax precision: fp32 for half inputs, fp64 stays fp64 (so gradcheck is exact)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def sga_attention_reference(x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Stop-gradient attention of Li et al. (ECCV 2022), as used by Cao et al. §III-B.2.
 
@@ -29,7 +34,7 @@ def sga_attention_reference(x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -
     """
     with torch.no_grad():
         scores = x @ y.transpose(-1, -2)  # (B, N, M)
-        attn = torch.softmax(scores.float(), dim=-1)
+        attn = torch.softmax(scores.to(_at_least_fp32(scores.dtype)), dim=-1)
         attn = F.normalize(attn, p=1, dim=-2, eps=SGA_EPS)
     return attn.to(v.dtype) @ v
 
@@ -47,7 +52,8 @@ def cross_attention_reference(
     """
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = (q @ k.transpose(-1, -2)).float() * scale  # (B, H, N, M)
+    scores = q @ k.transpose(-1, -2)  # (B, H, N, M)
+    scores = scores.to(_at_least_fp32(scores.dtype)) * scale
     return torch.softmax(scores, dim=-1).to(q.dtype) @ v
 
 

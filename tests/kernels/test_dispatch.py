@@ -2,9 +2,9 @@
 
 import logging
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +89,13 @@ def test_dispatcher_rejects_tensors_on_two_devices():
     x, y, v = _sga_inputs()
     with pytest.raises(ValueError, match="one device"):
         _common.select_impl("sga_attention", (x, y.to("meta"), v))
+
+
+def test_public_ops_stay_functions_after_the_triton_modules_load():
+    """`kernels.cbam` etc. are the dispatchers; loading a Triton module must not shadow them."""
+    import kernels.cbam_triton  # noqa: F401
+    import kernels.cross_attention_triton  # noqa: F401
+    import kernels.sga_triton  # noqa: F401
+
+    for name in ("sga_attention", "cross_attention", "cbam"):
+        assert callable(getattr(kernels, name)), name

@@ -19,7 +19,7 @@ def leaves(*tensors: torch.Tensor, requires_grad: bool = True) -> tuple[torch.Te
 
 
 def fp32_leaves(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The same values upcast to fp32 leaves: the reference runs in fp32 whatever the kernel's dtype."""
+    """The same values as fp32 leaves: the reference runs in fp32 whatever the kernel's dtype."""
     return tuple(t.detach().float().requires_grad_(True) for t in tensors)
 
 

@@ -60,7 +60,7 @@ def _scores_tile(
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """s = x[offs_n] · y[offs_m]ᵀ in fp32, accumulated over C in chunks of BLOCK_C (base-2 scaled)."""
+    """s = x[offs_n] · y[offs_m]ᵀ · log2(e) in fp32, accumulated over C in BLOCK_C chunks."""
     s = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     for c0 in range(0, C, BLOCK_C):
         offs_c = c0 + tl.arange(0, BLOCK_C)
