@@ -1,0 +1,84 @@
+"""Blocks that two or more methods share. Attention runs only through the `kernels` ops."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import kernels
+
+
+class CBAM(nn.Module):
+    """Convolutional Block Attention Module (Woo et al. 2018), after each encoder conv in
+    Cao et al. §III-B.1: channel gate (avg+max pool, shared MLP C -> C/r -> C) then spatial
+    gate (k×k conv over the channel mean and max), fused by `kernels.cbam`."""
+
+    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"CBAM kernel_size must be odd, got {kernel_size}")
+        hidden = max(1, channels // reduction)
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+        self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kernels.cbam(
+            x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
+            self.spatial.weight, self.spatial.bias,
+        )  # fmt: skip
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of query tokens over context tokens through `kernels.cross_attention`.
+
+    softmax(Q Kᵀ/√d) V with Q = W_q x, K = W_k c, V = W_v c and an output projection; with
+    c = x it is self-attention. Tokens are [B, N, C] (queries) and [B, M, Cc] (context).
+    """
+
+    def __init__(self, dim: int, context_dim: int | None = None, heads: int = 1,
+                 head_dim: int | None = None):
+        super().__init__()
+        head_dim = head_dim or dim // heads
+        if head_dim * heads == 0:
+            raise ValueError(f"CrossAttention: dim={dim} with heads={heads} leaves no head dim")
+        inner = head_dim * heads
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim or dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim or dim, inner, bias=False)
+        self.to_out = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = x if context is None else context
+        B, N, _ = x.shape
+        M = context.shape[1]
+        q = self.to_q(x).view(B, N, self.heads, -1).transpose(1, 2)  # (B, h, N, d)
+        k = self.to_k(context).view(B, M, self.heads, -1).transpose(1, 2)  # (B, h, M, d)
+        v = self.to_v(context).view(B, M, self.heads, -1).transpose(1, 2)  # (B, h, M, d)
+        out = kernels.cross_attention(q, k, v)  # (B, h, N, d)
+        return self.to_out(out.transpose(1, 2).reshape(B, N, -1))
+
+
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, H·W, C]."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def from_tokens(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[B, H·W, C] -> [B, C, H, W]."""
+    return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], height, width)
+
+
+class WSConv2d(nn.Conv2d):
+    """Conv with Weight Standardization (Qiao et al. 2019): each filter is zero-mean,
+    unit-variance before use; paired with GroupNorm in Khang et al.'s ResUNet (§3.2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        w = (w - mean) / torch.sqrt(var + 1e-5)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
