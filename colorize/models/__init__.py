@@ -1,0 +1,1 @@
+"""The generators, the tagger and the line extractor (one module per method)."""
