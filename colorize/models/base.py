@@ -13,7 +13,8 @@ Layouts (the data issue's sample contract):
     tags       [B, T] tag values over the dataset's tag vocabulary
 
 A method uses exactly the conditions in its `conditions` class attribute; passing any other
-condition is an error rather than being silently ignored, and missing one is an error too.
+condition is an error rather than being silently ignored, and missing one is an error too,
+unless it is also listed in `optional_conditions` (e.g. the tag values of `tags`).
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ class ColorizationGenerator:
     """Mixin for the generators: declares the conditions and checks inputs against them.
 
     Subclasses also inherit diffusers' `ModelMixin, ConfigMixin` and set `conditions`
-    (the subset of `CONDITIONS` they use) and `stride` (input sides must be a multiple of it).
+    (the subset of `CONDITIONS` they use), optionally `optional_conditions` (those of them
+    that may be left out) and `stride` (input sides must be a multiple of it; a subclass
+    whose stride depends on its config sets it per instance).
     """
 
     conditions: ClassVar[tuple[str, ...]] = ()
+    optional_conditions: ClassVar[tuple[str, ...]] = ()
     stride: int = 1
 
     def check_inputs(self, sketch: torch.Tensor, **given: torch.Tensor | None) -> None:
@@ -67,6 +71,8 @@ class ColorizationGenerator:
         for key in self.conditions:
             value = given.get(key)
             if value is None:
+                if key in self.optional_conditions:
+                    continue
                 raise ValueError(f"{name} needs {key!r}")
             expected = self.expected_shape(key, B, H, W)
             if tuple(value.shape) != expected:
