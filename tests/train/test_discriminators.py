@@ -77,8 +77,16 @@ def test_output_shapes(cls, size):
         assert [s.shape for s in scores] == [(2, 1, _patch_side(size), _patch_side(size))]
 
 
-@pytest.mark.parametrize("cls", [SGADiscriminator, PatchDiscriminator, TagsDiscriminator,
-                                 StructuralDiscriminator, ColorificDiscriminator])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        SGADiscriminator,
+        PatchDiscriminator,
+        TagsDiscriminator,
+        StructuralDiscriminator,
+        ColorificDiscriminator,
+    ],
+)
 def test_patchgan_gives_30x30_at_256px(cls):
     d = cls(base_channels=2)
     scores = _scores(d, torch.zeros(1, 3, 256, 256), _condition(d, 1, 256))
@@ -114,8 +122,9 @@ def test_sga_discriminator_has_sn_and_bn_except_on_the_last_layer():
     assert d.layers[0][0].in_channels == 1 + 3  # sketch ⊕ image
 
 
-@pytest.mark.parametrize(("cls", "condition_channels"),
-                         [(StructuralDiscriminator, 1), (ColorificDiscriminator, 3)])
+@pytest.mark.parametrize(
+    ("cls", "condition_channels"), [(StructuralDiscriminator, 1), (ColorificDiscriminator, 3)]
+)
 def test_cui_discriminators_are_multiscale_sn_instance_norm_patchgans(cls, condition_channels):
     d = cls(base_channels=4)
     assert d.condition_channels == condition_channels and len(d.scales) == 2
@@ -123,8 +132,7 @@ def test_cui_discriminators_are_multiscale_sn_instance_norm_patchgans(cls, condi
         first, *hidden, last = scale
         assert first[0].in_channels == condition_channels + 3
         assert not _has_spectral_norm(first[0]) and not _has_spectral_norm(last[0])
-        assert all(_has_spectral_norm(b[0]) and isinstance(b[1], nn.InstanceNorm2d)
-                   for b in hidden)
+        assert all(_has_spectral_norm(b[0]) and isinstance(b[1], nn.InstanceNorm2d) for b in hidden)
 
 
 def test_tags_discriminator_is_pix2pix_with_batch_norm_and_no_spectral_norm():
@@ -219,5 +227,9 @@ def test_registry_builds_every_method_with_overrides():
 
 def test_patch_plan_is_the_70x70_patchgan():
     assert patch_plan(4, 64) == [
-        (4, 64, 2), (64, 128, 2), (128, 256, 2), (256, 512, 1), (512, 1, 1)
+        (4, 64, 2),
+        (64, 128, 2),
+        (128, 256, 2),
+        (256, 512, 1),
+        (512, 1, 1),
     ]
