@@ -18,7 +18,7 @@ from train.methods import METHODS
 CONFIGS = Path(__file__).resolve().parents[2] / "train" / "configs"
 
 
-@pytest.mark.parametrize("name", ["tagger", "tagger_tiny", "sga", "sga_tiny"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.toml")))
 def test_every_shipped_config_loads_with_its_method_sections(name):
     cfg = load_config(CONFIGS / f"{name}.toml")
     recipe = METHODS[cfg.method]

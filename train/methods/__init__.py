@@ -52,12 +52,18 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from train.methods import sga, tagger
+from train.methods import csft, hints, line_extractor, resunet, sga, tagger, tags, tags_mapper
 from train.methods.common import Parts, clip_gradients, frozen, scalars
 
 METHODS: dict[str, ModuleType] = {
     "tagger": tagger,
+    "line_extractor": line_extractor,
     "sga": sga,
+    "resunet": resunet,
+    "csft": csft,
+    "tags": tags,
+    "tags_mapper": tags_mapper,
+    "hints": hints,
 }
 
 __all__ = ["METHODS", "Parts", "clip_gradients", "frozen", "scalars"]
