@@ -352,7 +352,9 @@ def gradient_penalty(
     bf16/fp16 critic is too coarse for a penalty on its norm, and fp16 autograd.grad bypasses
     the GradScaler. create_graph=True, so backward reaches the critic's weights (double
     backward). `critic(image)` or `critic(image, condition)`; the condition is detached
-    (Eq. 7 differentiates w.r.t. Ŷ only).
+    (Eq. 7 differentiates w.r.t. Ŷ only). Pass a critic that does not re-enter autocast:
+    a model returned by `accelerator.prepare` has a forward that does (see train/methods/
+    hints.py, which calls the plain module's own forward).
     """
     if real.shape != fake.shape or real.dim() < 2:
         raise ValueError(
