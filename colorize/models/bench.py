@@ -63,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m colorize.models.bench", description=__doc__)
     parser.add_argument("--size", type=int, default=256, help="square input side in px")
     parser.add_argument("--reps", type=int, default=5, help="timed forward passes per model")
-    parser.add_argument("--models", default=",".join([*GENERATORS, *SUPPORT_MODELS]),
-                        help="comma list of model keys")
+    parser.add_argument(
+        "--models",
+        default=",".join([*GENERATORS, *SUPPORT_MODELS]),
+        help="comma list of model keys",
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for models-<size>.md/.json")
     args = parser.parse_args(argv)
     keys = [k for k in args.models.split(",") if k]
@@ -72,10 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     for key in keys:
         paper, small = count_parameters(key, "paper"), count_parameters(key, "small")
         ms = time_forward(key, args.size, args.reps)
-        rows.append({"model": key, "params_paper": paper, "params_small": small,
-                     "fp16_mib_small": small * 2 / 2**20, "ms_small": ms})
-        print(f"{key:15} paper {paper / 1e6:7.2f} M | small {small / 1e6:5.2f} M "
-              f"({small * 2 / 2**20:5.2f} MiB fp16) | {ms:8.1f} ms at {args.size} px")
+        rows.append(
+            {
+                "model": key,
+                "params_paper": paper,
+                "params_small": small,
+                "fp16_mib_small": small * 2 / 2**20,
+                "ms_small": ms,
+            }
+        )
+        print(
+            f"{key:15} paper {paper / 1e6:7.2f} M | small {small / 1e6:5.2f} M "
+            f"({small * 2 / 2**20:5.2f} MiB fp16) | {ms:8.1f} ms at {args.size} px"
+        )
     device = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     stamp = datetime.date.today().isoformat()
     lines = [

@@ -37,8 +37,9 @@ class CrossAttention(nn.Module):
     c = x it is self-attention. Tokens are [B, N, C] (queries) and [B, M, Cc] (context).
     """
 
-    def __init__(self, dim: int, context_dim: int | None = None, heads: int = 1,
-                 head_dim: int | None = None):
+    def __init__(
+        self, dim: int, context_dim: int | None = None, heads: int = 1, head_dim: int | None = None
+    ):
         super().__init__()
         head_dim = head_dim or dim // heads
         if head_dim * heads == 0:
@@ -81,4 +82,3 @@ class WSConv2d(nn.Conv2d):
         var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
         w = (w - mean) / torch.sqrt(var + 1e-5)
         return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
-

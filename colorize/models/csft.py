@@ -181,8 +181,7 @@ class DynamicMomentShortcut(nn.Module):
     the dynamic form starts out close to the plain shortcut.
     """
 
-    def __init__(self, channels: int, hidden_channels: int, dynamic: bool,
-                 negative_slope: float):
+    def __init__(self, channels: int, hidden_channels: int, dynamic: bool, negative_slope: float):
         super().__init__()
         self.modulation = (
             nn.Sequential(
@@ -224,8 +223,14 @@ class CoarseToFineGenerator(nn.Module):
     positional normalisation (keeping μ, σ), residual blocks at the coarsest level, then a
     decoder that upsamples level by level with a DMS from the encoder level of equal size."""
 
-    def __init__(self, channels: tuple[int, ...], num_res_blocks: int, hidden_channels: int,
-                 dynamic_moments: bool, negative_slope: float):
+    def __init__(
+        self,
+        channels: tuple[int, ...],
+        num_res_blocks: int,
+        hidden_channels: int,
+        dynamic_moments: bool,
+        negative_slope: float,
+    ):
         super().__init__()
         self.negative_slope = negative_slope
         widths = (4, *channels)  # input: sketch ⊕ upsampled coarse image
@@ -241,8 +246,7 @@ class CoarseToFineGenerator(nn.Module):
             for width in channels
         )
         self.decoder = nn.ModuleList(
-            nn.Conv2d(channels[i + 1], channels[i], 3, padding=1)
-            for i in range(len(channels) - 1)
+            nn.Conv2d(channels[i + 1], channels[i], 3, padding=1) for i in range(len(channels) - 1)
         )
         self.to_rgb = nn.Conv2d(channels[0], 3, 3, padding=1)
 
@@ -357,7 +361,8 @@ class CSFTGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         x_c = self.sketch_to_domain(v_s, v_r)  # (B, C, h, w)
         y_c = self.exemplar_to_domain(v_r, v_r)  # (B, C, h, w)
         warped = warp_exemplar(x_c, y_c, reference, self.config.correspondence_alpha)
-        coarse = F.interpolate(warped, size=sketch.shape[-2:], mode="bilinear",
-                               align_corners=False)  # (B, 3, H, W)
+        coarse = F.interpolate(
+            warped, size=sketch.shape[-2:], mode="bilinear", align_corners=False
+        )  # (B, 3, H, W)
         image = self.generator(sketch, coarse)
         return CSFTOutput(image=image, coarse=coarse, sketch_domain=x_c, exemplar_domain=y_c)

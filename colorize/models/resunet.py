@@ -65,9 +65,12 @@ class ResidualBlock(nn.Module):
         self.conv2 = WSConv2d(out_channels, out_channels, 3, padding=1)
         self.norm2 = nn.GroupNorm(groups, out_channels)
         self.shortcut = (
-            nn.Sequential(WSConv2d(in_channels, out_channels, 1, stride=stride),
-                          nn.GroupNorm(groups, out_channels))
-            if stride != 1 or in_channels != out_channels else nn.Identity()
+            nn.Sequential(
+                WSConv2d(in_channels, out_channels, 1, stride=stride),
+                nn.GroupNorm(groups, out_channels),
+            )
+            if stride != 1 or in_channels != out_channels
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,8 +101,9 @@ class ReferenceCrossAttention(nn.Module):
     def __init__(self, channels: int, context_channels: int, head_dim: int, groups: int):
         super().__init__()
         heads = max(1, channels // head_dim)
-        self.attention = CrossAttention(channels, context_channels, heads=heads,
-                                        head_dim=channels // heads)
+        self.attention = CrossAttention(
+            channels, context_channels, heads=heads, head_dim=channels // heads
+        )
         self.norm = nn.GroupNorm(groups, channels)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -111,18 +115,27 @@ class DecoderBlock(nn.Module):
     """Decoder block of Fig. 4: residual block on [upsampled x ⊕ skip], then (deep blocks
     only) per-channel noise injection and cross-attention to the encoded reference."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int, noise: bool,
-                 context_channels: int | None, head_dim: int):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        groups: int,
+        noise: bool,
+        context_channels: int | None,
+        head_dim: int,
+    ):
         super().__init__()
         self.residual = ResidualBlock(in_channels, out_channels, groups)
         self.noise = NoiseInjection(out_channels) if noise else None
         self.attention = (
             ReferenceCrossAttention(out_channels, context_channels, head_dim, groups)
-            if context_channels is not None else None
+            if context_channels is not None
+            else None
         )
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         x = self.residual(x)
         if self.noise is not None:
             B, _, H, W = x.shape
@@ -193,8 +206,7 @@ class ResUNetGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         def encoder(in_channels: int) -> nn.ModuleList:
             channels = (in_channels, *widths[:-1])
             return nn.ModuleList(
-                ResidualBlock(channels[i], widths[i], groups, strides[i])
-                for i in range(depth)
+                ResidualBlock(channels[i], widths[i], groups, strides[i]) for i in range(depth)
             )
 
         self.encoder = encoder(LINE_CHANNELS + PALETTE_CHANNELS)
@@ -205,19 +217,23 @@ class ResUNetGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         for j in range(depth):
             i = depth - 1 - j
             in_channels = widths[i] if j == 0 else widths[i + 1] + widths[i]
-            self.decoder.append(DecoderBlock(
-                in_channels, widths[i], groups,
-                noise=j < num_noise_blocks,
-                context_channels=widths[i] if j < num_attention_blocks else None,
-                head_dim=attention_head_dim,
-            ))
+            self.decoder.append(
+                DecoderBlock(
+                    in_channels,
+                    widths[i],
+                    groups,
+                    noise=j < num_noise_blocks,
+                    context_channels=widths[i] if j < num_attention_blocks else None,
+                    head_dim=attention_head_dim,
+                )
+            )
         # A plain conv for the RGB head: a standardised filter has unit-variance weights,
         # which would saturate the tanh at initialisation.
         self.to_rgb = nn.Conv2d(widths[0], 3, 3, padding=1)
 
     @property
     def stride(self) -> int:
-        return 2 ** self.config.num_downsample_blocks
+        return 2**self.config.num_downsample_blocks
 
     def forward(
         self,

@@ -70,8 +70,14 @@ class SGABlock(nn.Module):
 class ConvBlock(nn.Sequential):
     """Conv 3×3 → BN → LeakyReLU(0.2), optionally followed by CBAM (the encoders, §III-B.1)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
-                 negative_slope: float = 0.2, cbam_reduction: int | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        negative_slope: float = 0.2,
+        cbam_reduction: int | None = None,
+    ):
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
             nn.BatchNorm2d(out_channels),
@@ -103,8 +109,14 @@ class AttentionEncoder(nn.Module):
     """E_l or E_r: ConvBlocks with CBAM; the first scale keeps the resolution and every later
     scale starts with a stride-2 conv. Returns every layer's feature map, shallow first."""
 
-    def __init__(self, in_channels: int, block_out_channels: tuple[int, ...],
-                 layers_per_block: int, negative_slope: float, cbam_reduction: int):
+    def __init__(
+        self,
+        in_channels: int,
+        block_out_channels: tuple[int, ...],
+        layers_per_block: int,
+        negative_slope: float,
+        cbam_reduction: int,
+    ):
         super().__init__()
         layers = []
         channels = in_channels
@@ -178,8 +190,11 @@ class SGAGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         # first takes the matching sketch-encoder feature as a skip connection.
         self.decoder_in = ConvBlock(fused, layer_widths[-1], negative_slope=negative_slope)
         self.decoder = nn.ModuleList(
-            ConvBlock(layer_widths[i + 1] + layer_widths[i], layer_widths[i],
-                      negative_slope=negative_slope)
+            ConvBlock(
+                layer_widths[i + 1] + layer_widths[i],
+                layer_widths[i],
+                negative_slope=negative_slope,
+            )
             for i in reversed(range(len(layer_widths) - 1))
         )
         self.to_rgb = nn.Conv2d(layer_widths[0], 3, 3, padding=1)

@@ -15,7 +15,12 @@ def _run(*args: str, interpret: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TRITON_INTERPRET": interpret, "KERNELS_BACKEND": "auto"}
     return subprocess.run(
         [sys.executable, "-m", "kernels", *args],
-        env=env, capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        check=False,
     )
 
 

@@ -56,8 +56,10 @@ def test_eval_mode_is_deterministic():
     sketch, reference = _inputs(2, 32)
     with torch.no_grad():
         torch.testing.assert_close(
-            model(sketch, reference=reference).image, model(sketch, reference=reference).image,
-            rtol=0, atol=0,
+            model(sketch, reference=reference).image,
+            model(sketch, reference=reference).image,
+            rtol=0,
+            atol=0,
         )
 
 
@@ -149,8 +151,11 @@ def test_sga_block_matches_plain_torch_with_detached_attention(variant):
     expected = _plain_sga_block(block, x, y, attention_grad=False)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     inputs = (x, y) if variant == "cross" else (x,)
-    for got, want in zip(_grads(out, upstream, *inputs, *params),
-                         _grads(expected, upstream, *inputs, *params), strict=True):
+    for got, want in zip(
+        _grads(out, upstream, *inputs, *params),
+        _grads(expected, upstream, *inputs, *params),
+        strict=True,
+    ):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
