@@ -123,6 +123,8 @@ def test_tags_trains_two_steps_and_exports_reloadable_weights(tags_run, tagger_f
     assert {"loss_d", "loss_g_adv", "loss_g_l1", "loss_g_tv"} <= set(records[0])
 
     model = TagsGenerator.from_pretrained(tags_run / "weights" / "tags").eval()
+    vocabulary = json.loads((tags_run / "weights" / "tags" / "tags.json").read_text())
+    assert len(vocabulary) == model.config.num_tags  # the app's slider names
     assert model.mapper is None
     # the frozen reference encoder is the tagger of model.tagger_path, unchanged by training
     trained = Tagger.from_pretrained(tagger_folder).state_dict()
@@ -184,6 +186,7 @@ def test_tags_mapper_trains_the_mapper_and_exports_the_generator_with_it(
         assert record["loss"] == pytest.approx(record["loss_hybrid"] + record["loss_inv"])
 
     model = TagsGenerator.from_pretrained(tmp_path / "weights" / "tags").eval()
+    assert (tmp_path / "weights" / "tags" / "tags.json").is_file()
     assert model.config.mapper_config["num_layers"] == 2 and model.mapper.omega is not None
     before = TagsGenerator.from_pretrained(step1).state_dict()
     after = model.state_dict()

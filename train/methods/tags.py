@@ -141,6 +141,8 @@ def build(cfg: RunConfig, dataset: Dataset, steps_per_epoch: int) -> Parts:
         },
         export="g",
         export_name="tags",
+        # the slider names: the app maps {tag name: value} onto the tag vector with it
+        export_files={"tags.json": json.dumps(list(dataset.vocabulary), indent=1)},
         log_keys=("loss_d", "loss_g", "loss_g_l1"),
     )
 

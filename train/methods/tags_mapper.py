@@ -219,6 +219,8 @@ def build(cfg: RunConfig, dataset: Dataset, steps_per_epoch: int) -> Parts:
         },  # fmt: skip
         export="g",
         export_name="tags",
+        # the slider names: the app maps {tag name: value} onto the tag vector with it
+        export_files={"tags.json": json.dumps(list(dataset.vocabulary), indent=1)},
         log_keys=("loss", "loss_pixel", "loss_feature", "loss_inv"),
     )
 
