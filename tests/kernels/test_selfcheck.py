@@ -1,4 +1,4 @@
-"""`python -m kernels` (the README's first command) runs for real and reports each op's path."""
+"""`python -m kernels` (the kernels self-check) runs for real and reports each op's path."""
 
 import os
 import subprocess
