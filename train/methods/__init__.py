@@ -23,13 +23,13 @@ its paper. A recipe module defines:
         One batch of optimizer step number `step` (from 1; with gradient accumulation several
         batches share a step), written as the paper's algorithm. For a GAN (see sga.py):
         - generate once; D step: D on real and on the detached fake, loss_d_real and
-          loss_d_fake, `accelerator.backward(loss_d)`, `clip_gradients(...)`,
-          `optimizer_d.step()`, `optimizer_d.zero_grad()`;
+          loss_d_fake, then `update(accelerator, loss_d, d, optimizer_d, max_norm)`
+          (backward, `clip_gradients`, step, zero_grad);
         - G step: D scores the fake through `with frozen(accelerator.unwrap_model(d)) as
           d_plain:` (G's loss then leaves D's accumulating gradients alone, and the DDP
           wrapper of D sees one forward per backward); each loss weighted by its
           `cfg.loss.<name>` with the paper's reference ("# Cao et al. Eq. (6): λ_rec = 30");
-          its own backward, clip, step and zero_grad.
+          its own `update(...)`.
         Forward passes and losses go inside `with accelerator.autocast():`, backward outside
         it; a term that must run in fp32 (a gradient penalty) opens
         `torch.autocast(accelerator.device.type, enabled=False)` and casts its inputs.
@@ -53,7 +53,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from train.methods import csft, hints, line_extractor, resunet, sga, tagger, tags, tags_mapper
-from train.methods.common import Parts, clip_gradients, frozen, scalars
+from train.methods.common import Parts, clip_gradients, frozen, scalars, update
 
 METHODS: dict[str, ModuleType] = {
     "tagger": tagger,
@@ -66,4 +66,4 @@ METHODS: dict[str, ModuleType] = {
     "hints": hints,
 }
 
-__all__ = ["METHODS", "Parts", "clip_gradients", "frozen", "scalars"]
+__all__ = ["METHODS", "Parts", "clip_gradients", "frozen", "scalars", "update"]

@@ -94,6 +94,22 @@ def clip_gradients(
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
 
+def update(
+    accelerator: Accelerator,
+    loss: torch.Tensor,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    max_norm: float,
+) -> None:
+    """One optimiser update of `model` from `loss`: backward, clip (see `clip_gradients`),
+    step, zero_grad. Under gradient accumulation the prepared optimizer skips the step and
+    keeps the gradients until the step that syncs them."""
+    accelerator.backward(loss)
+    clip_gradients(accelerator, model, optimizer, max_norm)
+    optimizer.step()
+    optimizer.zero_grad()
+
+
 def scalars(**losses: torch.Tensor) -> dict[str, torch.Tensor]:
     """Detached copies of a step's losses, the form `train_step` returns them in."""
     return {name: value.detach().float() for name, value in losses.items()}

@@ -56,7 +56,7 @@ from train.losses import (
     pseudo_pair_loss,
     style_loss,
 )
-from train.methods.common import Parts, clip_gradients, frozen, scalars
+from train.methods.common import Parts, clip_gradients, frozen, scalars, update
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -240,10 +240,7 @@ def train_step(
             + cfg.loss.pseudo * loss_g_pseudo  # Eq. (13): λ_pseudo = 30
             + cfg.loss.align * loss_g_align  # Eq. (14) (CoCosNet): λ_align = 1
         )
-    accelerator.backward(loss_g)
-    clip_gradients(accelerator, generator, optimizer_g, cfg.train.max_grad_norm)
-    optimizer_g.step()
-    optimizer_g.zero_grad()
+    update(accelerator, loss_g, generator, optimizer_g, cfg.train.max_grad_norm)
 
     return scalars(
         loss_d=loss_d,

@@ -49,7 +49,7 @@ from train.losses import (
     wgan_critic_loss,
     wgan_g_loss,
 )
-from train.methods.common import Parts, clip_gradients, frozen, scalars
+from train.methods.common import Parts, frozen, scalars, update
 from train.methods.tags import load_tagger
 
 if TYPE_CHECKING:
@@ -221,10 +221,7 @@ def train_step(
         _critic_in_fp32(accelerator, critic), target, fake, features, weight=cfg.loss.gp
     )
     loss_d = loss_d_w + loss_d_gp + loss_d_drift
-    accelerator.backward(loss_d)
-    clip_gradients(accelerator, critic, optimizer_d, cfg.train.max_grad_norm)
-    optimizer_d.step()
-    optimizer_d.zero_grad()
+    update(accelerator, loss_d, critic, optimizer_d, cfg.train.max_grad_norm)
 
     # G step: Eq. (2); the critic scores the fake through its plain module with frozen weights
     layer = phi.presets("content")[0]
@@ -239,10 +236,7 @@ def train_step(
             cfg.loss.content * loss_g_content  # Ci et al. Eq. (2): weight 1
             + cfg.loss.adv * loss_g_adv  # λ1 = 1e-4
         )
-    accelerator.backward(loss_g)
-    clip_gradients(accelerator, generator, optimizer_g, cfg.train.max_grad_norm)
-    optimizer_g.step()
-    optimizer_g.zero_grad()
+    update(accelerator, loss_g, generator, optimizer_g, cfg.train.max_grad_norm)
 
     return scalars(
         loss_d=loss_d,

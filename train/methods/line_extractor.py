@@ -24,7 +24,7 @@ from torch import nn
 
 from colorize.models import LineExtractor, presets
 from train.losses import l1_loss
-from train.methods.common import Parts, clip_gradients, scalars
+from train.methods.common import Parts, scalars, update
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -83,10 +83,7 @@ def train_step(
         extracted = model(batch["target"])  # LE(I_gt), [B, 1, H, W]
         loss_l1 = l1_loss(extracted, batch["sketch"])
         loss = cfg.loss.l1 * loss_l1
-    accelerator.backward(loss)
-    clip_gradients(accelerator, model, optimizer, cfg.train.max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad()
+    update(accelerator, loss, model, optimizer, cfg.train.max_grad_norm)
     return scalars(loss=loss, loss_l1=loss_l1)
 
 

@@ -39,7 +39,7 @@ from train.losses import (
     l1_loss,
     total_variation_loss,
 )
-from train.methods.common import Parts, clip_gradients, frozen, scalars
+from train.methods.common import Parts, frozen, scalars, update
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -167,10 +167,7 @@ def train_step(
         d_real = discriminator(target, sketch)
         d_fake = discriminator(fake.detach(), sketch)
         loss_d = bce_d_loss(d_real, d_fake)  # −E[log D(y)] − E[log(1 − D(G(x)))]
-    accelerator.backward(loss_d)
-    clip_gradients(accelerator, discriminator, optimizer_d, cfg.train.max_grad_norm)
-    optimizer_d.step()
-    optimizer_d.zero_grad()
+    update(accelerator, loss_d, discriminator, optimizer_d, cfg.train.max_grad_norm)
 
     # G step: Eq. (1); D scores the fake through its plain module with frozen weights, so G's
     # loss leaves no gradient in D (nor a second DDP reduction of D)
@@ -190,10 +187,7 @@ def train_step(
             + cfg.loss.tv * loss_g_tv  # λ_tv = 5e-4
             + cfg.loss.adv * loss_g_adv  # λ_adv = 1
         )
-    accelerator.backward(loss_g)
-    clip_gradients(accelerator, generator, optimizer_g, cfg.train.max_grad_norm)
-    optimizer_g.step()
-    optimizer_g.zero_grad()
+    update(accelerator, loss_g, generator, optimizer_g, cfg.train.max_grad_norm)
 
     return scalars(
         loss_d=loss_d,

@@ -27,7 +27,7 @@ from colorize.models import build_generator
 from train.discriminators import build_discriminators
 from train.features import FeatureNetwork
 from train.losses import l1_loss, lsgan_d_loss, lsgan_g_loss, perceptual_loss, style_loss
-from train.methods.common import Parts, clip_gradients, frozen, scalars
+from train.methods.common import Parts, frozen, scalars, update
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -126,10 +126,7 @@ def train_step(
         loss_d_real = lsgan_g_loss(d_real)  # E[(D(I_gt, I_l) − 1)²]: real scores to 1
         loss_d_fake = lsgan_d_loss(torch.ones_like(d_fake), d_fake)  # E[D(I_gen, I_l)²]
         loss_d = cfg.loss.adv * (loss_d_real + loss_d_fake)  # Cao et al. Eq. (6): λ_adv = 1
-    accelerator.backward(loss_d)
-    clip_gradients(accelerator, discriminator, optimizer_d, cfg.train.max_grad_norm)
-    optimizer_d.step()
-    optimizer_d.zero_grad()
+    update(accelerator, loss_d, discriminator, optimizer_d, cfg.train.max_grad_norm)
 
     # G step: Eq. (6); D scores the fake through its plain module with frozen weights, so G's
     # loss leaves no gradient in D (nor a second DDP reduction of D)
@@ -150,10 +147,7 @@ def train_step(
             + cfg.loss.perceptual * loss_g_perceptual  # λ_perc = 0.01
             + cfg.loss.style * loss_g_style  # λ_style = 50
         )
-    accelerator.backward(loss_g)
-    clip_gradients(accelerator, generator, optimizer_g, cfg.train.max_grad_norm)
-    optimizer_g.step()
-    optimizer_g.zero_grad()
+    update(accelerator, loss_g, generator, optimizer_g, cfg.train.max_grad_norm)
 
     return scalars(
         loss_d=loss_d,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from colorize.models import Tagger, presets
-from train.methods.common import Parts, clip_gradients, scalars
+from train.methods.common import Parts, scalars, update
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -109,9 +109,6 @@ def train_step(
         loss_sketch = F.binary_cross_entropy_with_logits(logits[B:], tags)
         loss = cfg.loss.color * loss_color + cfg.loss.sketch * loss_sketch
 
-    accelerator.backward(loss)
-    clip_gradients(accelerator, tagger, optimizer, cfg.train.max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad()
+    update(accelerator, loss, tagger, optimizer, cfg.train.max_grad_norm)
     return scalars(loss=loss, loss_color=loss_color, loss_sketch=loss_sketch)
 

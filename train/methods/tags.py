@@ -33,7 +33,7 @@ from colorize.models import Tagger, TagsGenerator, build_generator, presets
 from train.config import ModelConfig as BaseModelConfig
 from train.discriminators import build_discriminators
 from train.losses import bce_d_loss, bce_g_loss, l1_loss, total_variation_loss
-from train.methods.common import Parts, clip_gradients, frozen, scalars
+from train.methods.common import Parts, frozen, scalars, update
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -164,10 +164,7 @@ def train_step(
         d_real = discriminator(target, sketch)
         d_fake = discriminator(fake.detach(), sketch)
         loss_d = cfg.loss.adv * bce_d_loss(d_real, d_fake)  # Yan et al. Eq. (1): weight 1
-    accelerator.backward(loss_d)
-    clip_gradients(accelerator, discriminator, optimizer_d, cfg.train.max_grad_norm)
-    optimizer_d.step()
-    optimizer_d.zero_grad()
+    update(accelerator, loss_d, discriminator, optimizer_d, cfg.train.max_grad_norm)
 
     # G step: Eq. (1); D scores the fake through its plain module with frozen weights
     with accelerator.autocast():
@@ -180,10 +177,7 @@ def train_step(
             + cfg.loss.l1 * loss_g_l1  # λ_L1 = 100
             + cfg.loss.tv * loss_g_tv  # λ_tv = 1e-4
         )
-    accelerator.backward(loss_g)
-    clip_gradients(accelerator, generator, optimizer_g, cfg.train.max_grad_norm)
-    optimizer_g.step()
-    optimizer_g.zero_grad()
+    update(accelerator, loss_g, generator, optimizer_g, cfg.train.max_grad_norm)
 
     return scalars(
         loss_d=loss_d,

@@ -43,7 +43,7 @@ from colorize.models import TagsGenerator
 from colorize.models.tags import MAPPER_PRESETS
 from train.config import ModelConfig as BaseModelConfig
 from train.losses import hybrid_l1_loss, inversion_loss, l1_loss
-from train.methods.common import Parts, clip_gradients, scalars
+from train.methods.common import Parts, scalars, update
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -249,10 +249,7 @@ def train_step(
         # Yan et al. Eq. (9): L_hybrid + L_inv, weights 1; L_inv only for M-Attention (§3.5)
         inversion = cfg.loss.inversion if generator.config.receiving_block == "attention" else 0.0
         loss = cfg.loss.hybrid * loss_hybrid + inversion * loss_inv
-    accelerator.backward(loss)
-    clip_gradients(accelerator, model, optimizer, cfg.train.max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad()
+    update(accelerator, loss, model, optimizer, cfg.train.max_grad_norm)
 
     return scalars(
         loss=loss,
