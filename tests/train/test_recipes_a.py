@@ -13,13 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
 from safetensors.torch import load_file
 
-import kernels
 from colorize.models import CSFTGenerator, LineExtractor, ResUNetGenerator, Tagger, presets
-from tests.data.conftest import FIXTURE_PACKAGE
 from train import run
 from train.config import load_config
 from train.methods import csft, line_extractor, resunet
@@ -42,31 +39,6 @@ RECIPES = {
     ),
     "line_extractor": (LineExtractor, 3, ("loss", "loss_l1")),
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _eager_one_thread_fresh_accelerate():
-    """Eager kernels on one thread; accelerate's process-wide state is reset after each test."""
-    kernels.set_backend("eager")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    torch.set_num_threads(threads)
-    kernels.set_backend("auto")
-
-
-@pytest.fixture(scope="module")
-def openmoji(tmp_path_factory) -> Path:
-    """The OpenMoji fixture package (train split: 16 emoji) prepared at 32 px by the real CLI
-    (one rendering process: spawning workers costs more than 25 small SVGs)."""
-    out = tmp_path_factory.mktemp("openmoji")
-    command = [sys.executable, "-m", "train.prepare_openmoji", "--out", str(out), "--size", "32",
-               "--source", str(FIXTURE_PACKAGE), "--workers", "1"]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 @pytest.fixture(scope="module")

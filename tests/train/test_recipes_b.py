@@ -17,12 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
 
-import kernels
 from colorize.models import HintsGenerator, Tagger, TagsGenerator, presets
-from tests.data.conftest import FIXTURE_PACKAGE
 from train import run
 from train.config import load_config
 from train.discriminators import build_discriminators
@@ -35,19 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "train" / "configs"
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 TINY_TAGGER = {**presets("tagger", "small"), "stage_channels": [8, 16, 16, 16]}  # tagger_tiny
-
-
-@pytest.fixture(autouse=True)
-def _eager_one_thread_fresh_accelerate():
-    """Eager kernels on one thread; accelerate's process-wide state reset after each test."""
-    kernels.set_backend("eager")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    torch.set_num_threads(threads)
-    kernels.set_backend("auto")
 
 
 def _cli(config: str, out: Path, *overrides: str, launcher: tuple[str, ...] = (sys.executable,),
@@ -80,17 +64,6 @@ def _inputs(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     sketch = torch.rand(2, 1, size, size, generator=generator) * 2 - 1
     reference = torch.rand(2, 3, size, size, generator=generator) * 2 - 1
     return sketch, reference
-
-
-@pytest.fixture(scope="module")
-def openmoji(tmp_path_factory) -> Path:
-    """The OpenMoji fixture package (train split: 16 emoji) prepared at 32 px by the real CLI."""
-    out = tmp_path_factory.mktemp("openmoji")
-    command = [sys.executable, "-m", "train.prepare_openmoji", "--out", str(out), "--size", "32",
-               "--source", str(FIXTURE_PACKAGE), "--workers", "2"]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
 from safetensors.torch import load_file
 
-import kernels
 from colorize.models import SGAGenerator, Tagger
-from tests.data.conftest import FIXTURE_PACKAGE
 from train import run
 from train.config import load_config
 
@@ -29,20 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 TAGGER_TINY = REPO / "train" / "configs" / "tagger_tiny.toml"
 SGA_TINY = REPO / "train" / "configs" / "sga_tiny.toml"
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
-
-
-@pytest.fixture(autouse=True)
-def _eager_one_thread_fresh_accelerate():
-    """Eager kernels on one thread; accelerate's process-wide state is reset after each test,
-    as a new process would start (each in-process `train` builds its own Accelerator)."""
-    kernels.set_backend("eager")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    torch.set_num_threads(threads)
-    kernels.set_backend("auto")
 
 
 def _cli(*args, launcher: tuple[str, ...] = (sys.executable,),
@@ -66,18 +49,6 @@ def _tiny(config: Path, data: Path, out: Path, *overrides: str):
     """A tiny config on `data` writing to `out`, logging to JSON lines even with tensorboard."""
     defaults = [f"data.path={data}", f"train.output_dir={out}", "log.tracker=jsonl"]
     return load_config(config, [*defaults, *overrides])
-
-
-@pytest.fixture(scope="module")
-def openmoji(tmp_path_factory) -> Path:
-    """The OpenMoji fixture package (25 emoji; train split: 16) prepared at 32 px by the real
-    CLI, as tests/data/conftest.py does."""
-    out = tmp_path_factory.mktemp("openmoji")
-    command = [sys.executable, "-m", "train.prepare_openmoji", "--out", str(out), "--size", "32",
-               "--source", str(FIXTURE_PACKAGE), "--workers", "2"]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 @pytest.fixture(scope="module")
