@@ -1,7 +1,9 @@
 """End to end in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright; no
 browser download): `python app.py` serves the app; upload a sketch and a reference, pick the tags
 method, move a tag slider, paint a stroke, click Colorize, and an output image appears whose
-stroked region has the brush colour exactly. Saves docs/screenshot.png for the README."""
+stroked region has the brush colour exactly. With COLORIZE_UPDATE_SCREENSHOT=1 it refreshes
+docs/screenshot.png for the README; otherwise the screenshot goes to the test's tmp_path, so a
+test run leaves the repository untouched."""
 
 import io
 import os
@@ -86,15 +88,15 @@ def _on_canvas(page, x: float, y: float, size: tuple[int, int]) -> tuple[float, 
     return left + x * zoom, top + y * zoom
 
 
-def _save_screenshot(png: bytes) -> None:
+def _save_screenshot(png: bytes, path: Path) -> None:
     """A small PNG for the README: the page scaled to 900 px wide, 128 colours."""
     image = Image.open(io.BytesIO(png)).convert("RGB")
     image = image.resize((900, round(image.height * 900 / image.width)), Image.Resampling.LANCZOS)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    image.quantize(128, method=Image.Quantize.MEDIANCUT).save(SCREENSHOT, optimize=True)
+    path.parent.mkdir(exist_ok=True)
+    image.quantize(128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
-def test_colorize_in_a_real_browser(server):
+def test_colorize_in_a_real_browser(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     sketch_path = EXAMPLES / "runner-sketch.png"
@@ -145,6 +147,9 @@ def test_colorize_in_a_real_browser(server):
             torso = np.asarray(coloured.convert("RGB"))[TORSO[1] - 3 : TORSO[1] + 4,
                                                          TORSO[0] - 3 : TORSO[0] + 4]  # fmt: skip
             assert (torso == brush).all(), "the stroked region has the brush colour exactly"
-            _save_screenshot(page.screenshot(full_page=True))
+            update = os.environ.get("COLORIZE_UPDATE_SCREENSHOT") == "1"
+            target = SCREENSHOT if update else tmp_path / "app.png"
+            _save_screenshot(page.screenshot(full_page=True), target)
+            assert Image.open(target).width == 900
         finally:
             browser.close()
