@@ -27,7 +27,7 @@ to follow, so cross does not apply to it. `tags` is also scored on a tag edit: t
 reference's `color:red` value raised by 1 through the attached TagMapper (Yan et al. §3.5),
 reporting the mean change of the red share of the output (`colorize.tags.color_shares`).
 
-Each run writes `<out>/eval/<name>-<protocol>.json` and rebuilds `<out>/eval/table.md` from
+Each run writes `<out>/eval/<name>-<protocol>-<size>px.json` and rebuilds `<out>/eval/table.md` from
 all the JSON files there, so a re-run replaces its own row.
 """
 
@@ -37,7 +37,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from train.baselines import BASELINES
 from train.data import OpenMojiCrossReference, OpenMojiDataset, SampleOptions
 from train.data.base import fit_square, open_image
 from train.data.openmoji import read_metadata
+from train.env import device_name
 from train.metrics import (
     LPIPS,
     InceptionFeatures,
@@ -416,21 +416,6 @@ def tag_edit_change(
 # the run
 
 
-def device_name(device: torch.device) -> str:
-    """A readable name of the device the run used (GPU model, or the CPU and its threads)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU {model}, {torch.get_num_threads()} threads"
-
-
 def _json_value(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
@@ -650,16 +635,18 @@ MSE (a per-image mean would be infinite as soon as one image is reproduced exact
 """
 
 
-def result_path(out: Path, name: str, protocol: str) -> Path:
-    return out / RESULTS_FOLDER / f"{name}-{protocol}.json"
+def result_path(out: Path, name: str, protocol: str, size: int) -> Path:
+    """`<out>/eval/<name>-<protocol>-<size>px.json`: one file per row of the table."""
+    return out / RESULTS_FOLDER / f"{name}-{protocol}-{size}px.json"
 
 
 def _row_order(record: dict) -> tuple:
-    name = record["name"]
+    name, size = record["name"], record["size"]
     if record["kind"] == "method":
-        return (0, list(GENERATORS).index(name) if name in GENERATORS else len(GENERATORS), name)
+        order = list(GENERATORS).index(name) if name in GENERATORS else len(GENERATORS)
+        return (size, 0, order, name)
     key = name.removeprefix("baseline-")
-    return (1, list(BASELINES).index(key) if key in BASELINES else len(BASELINES), name)
+    return (size, 1, list(BASELINES).index(key) if key in BASELINES else len(BASELINES), name)
 
 
 def _cell(record: dict, key: str, fmt: str) -> str:
@@ -704,7 +691,7 @@ def render_table(records: Sequence[dict]) -> str:
 
 def write_results(record: dict, out: Path) -> tuple[Path, Path]:
     """Write the run's JSON and rebuild the table from every JSON in `<out>/eval/`."""
-    path = result_path(out, record["name"], record["protocol"])
+    path = result_path(out, record["name"], record["protocol"], record["size"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     records = [

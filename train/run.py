@@ -66,12 +66,14 @@ from train.config import (  # noqa: E402
     to_toml,
 )
 from train.data import AnimePairDataset, ImageFolderDataset, OpenMojiDataset  # noqa: E402
+from train.env import device_name  # noqa: E402
 from train.methods import METHODS, Parts  # noqa: E402
 
 logger = get_logger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d{7})$")
 PROGRESS_FILE = "progress.json"
+SUMMARY_FILE = "summary.json"  # what a finished run reports (train/publish.py reads it)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -232,11 +234,14 @@ def image_grid(panels: dict[str, torch.Tensor]) -> Image.Image:
 
 @dataclass
 class Progress:
-    """Where the loop is: optimizer steps done, the epoch, batches used in that epoch."""
+    """Where the loop is: optimizer steps done, the epoch, batches used in that epoch, and the
+    seconds spent in training steps so far (summed over resumes; checkpoints and samples not
+    counted)."""
 
     step: int = 0
     epoch: int = 0
     batch: int = 0
+    seconds: float = 0.0
 
     def write(self, folder: Path) -> None:
         (folder / PROGRESS_FILE).write_text(json.dumps(asdict(self)) + "\n", encoding="utf-8")
@@ -409,22 +414,26 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
 
     accelerator.init_trackers(cfg.method, config=hyperparameters(cfg))
     try:
-        _loop(run)
+        last_means = _loop(run)
         if cfg.log.sample_every:
             run.write_samples()
         run.export()
+        if accelerator.is_main_process:
+            write_summary(run, last_means)
     finally:
         accelerator.end_training()
     return run_dir
 
 
-def _loop(run: Run) -> None:
-    """Steps from `run.progress` to cfg.train.steps; logs, samples and checkpoints on the way."""
+def _loop(run: Run) -> dict[str, float]:
+    """Steps from `run.progress` to cfg.train.steps; logs, samples and checkpoints on the way.
+    Returns the loss means of the last log line (empty when nothing was trained)."""
     cfg, accelerator, parts, progress = run.cfg, run.accelerator, run.parts, run.progress
+    last_means: dict[str, float] = {}
     if progress.step >= cfg.train.steps:
         logger.info("nothing to train: the checkpoint is at step %d of %d", progress.step,
                     cfg.train.steps)  # fmt: skip
-        return
+        return last_means
     models = list(parts.models.values())
     for model in models:
         model.train()
@@ -458,14 +467,17 @@ def _loop(run: Run) -> None:
                 if run.ema is not None:
                     run.ema.update_parameters(accelerator.unwrap_model(parts.models[parts.export]))
                 bar.update(1)
+                seconds = time.perf_counter() - started
                 meter.steps += 1
-                meter.seconds += time.perf_counter() - started
+                meter.seconds += seconds
+                progress.seconds += seconds
                 step = progress.step
                 if step % cfg.log.every == 0 or step == cfg.train.steps:
                     means, lr = meter.means(), lr_optimizer.param_groups[0]["lr"]
                     ms = 1000 * meter.seconds / meter.steps
                     logger.info(log_line(step, means, parts.log_keys, ms, lr))
                     accelerator.log({**means, "lr": lr, "ms_per_step": ms}, step=step)
+                    last_means = means
                     meter = Meter()
                 if cfg.log.sample_every and step % cfg.log.sample_every == 0:
                     run.write_samples()
@@ -478,6 +490,37 @@ def _loop(run: Run) -> None:
             else:
                 progress.epoch += 1
                 progress.batch = 0
+    return last_means
+
+
+def write_summary(run: Run, last_means: dict[str, float]) -> Path:
+    """summary.json of a finished run: steps, images seen, training seconds, images/s, the
+    device and the last logged loss means (what a model card reports)."""
+    cfg, accelerator, progress = run.cfg, run.accelerator, run.progress
+    images = progress.step * cfg.train.batch_size * cfg.train.gradient_accumulation_steps
+    images *= accelerator.num_processes
+    device_text = device_name(accelerator.device)
+    if accelerator.num_processes > 1:
+        device_text = f"{accelerator.num_processes} processes × {device_text}"
+    summary = {
+        "method": cfg.method,
+        "export": f"weights/{run.parts.export_name}",
+        "steps": progress.step,
+        "batch_size": cfg.train.batch_size * accelerator.num_processes,
+        "images": images,
+        "epochs": progress.epoch + progress.batch / max(1, len(run.loader)),
+        "seconds": round(progress.seconds, 1),
+        "images_per_second": round(images / progress.seconds, 2) if progress.seconds else None,
+        "size": cfg.data.size,
+        "mixed_precision": cfg.train.mixed_precision,
+        "device": device_text,
+        "torch": torch.__version__,
+        "finished": time.strftime("%Y-%m-%d"),
+        "final_losses": {k: round(v, 5) for k, v in last_means.items()},
+    }
+    path = run.dir / SUMMARY_FILE
+    path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 def _check_one_scale_per_step(cfg: RunConfig, parts: Parts) -> None:

@@ -56,7 +56,7 @@ def _args(root: Path, out: Path, protocol: str, *extra: str) -> list[str]:
 
 
 def _record(out: Path, name: str, protocol: str) -> dict:
-    return json.loads((out / "eval" / f"{name}-{protocol}.json").read_text(encoding="utf-8"))
+    return json.loads((out / "eval" / f"{name}-{protocol}-32px.json").read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""train/publish.py: a finished tiny run becomes fp16 default weights with a model card."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from colorize.models import SGAGenerator, Tagger
+from train import evaluate, publish, run
+from train.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+
+
+def _train(config: str, data: Path, out: Path, *overrides: str) -> Path:
+    defaults = [f"data.path={data}", f"train.output_dir={out}", "log.tracker=jsonl",
+                "train.steps=2", "log.every=1", "log.sample_every=0"]  # fmt: skip
+    return run.train(load_config(REPO / "train" / "configs" / config, [*defaults, *overrides]))
+
+
+@pytest.fixture(scope="module")
+def tagger_run(openmoji, tmp_path_factory) -> Path:
+    return _train("tagger_tiny.toml", openmoji, tmp_path_factory.mktemp("tagger"))
+
+
+def test_finished_run_writes_a_summary(tagger_run):
+    summary = json.loads((tagger_run / run.SUMMARY_FILE).read_text())
+    assert summary["method"] == "tagger" and summary["steps"] == 2
+    assert summary["images"] == 2 * summary["batch_size"] == 4
+    assert summary["seconds"] > 0 and summary["images_per_second"] > 0
+    assert set(summary["final_losses"]) == {"loss", "loss_color", "loss_sketch"}
+    assert summary["device"].startswith("CPU") and summary["size"] == 32
+
+
+def test_publish_writes_fp16_weights_that_load_as_the_trained_model(tagger_run, tmp_path):
+    assert publish.main([str(tagger_run), "--out", str(tmp_path), "--results",
+                         str(tmp_path / "results")]) == 0  # fmt: skip
+    folder = tmp_path / "tagger"
+    saved = load_file(folder / WEIGHTS_FILE).values()
+    assert {t.dtype for t in saved if t.is_floating_point()} == {torch.float16}
+    trained = Tagger.from_pretrained(tagger_run / "weights" / "tagger").state_dict()
+    loaded = Tagger.from_pretrained(folder).state_dict()
+    for name, value in trained.items():
+        assert loaded[name].dtype == value.dtype  # back in fp32
+        torch.testing.assert_close(loaded[name], value.half().to(value.dtype), rtol=0, atol=0)
+    vocabulary = (tagger_run / "weights" / "tagger" / "tags.json").read_text()
+    assert (folder / "tags.json").read_text() == vocabulary
+    assert load_config(folder / "train_tagger.toml").train.steps == 2
+    [record] = json.loads((folder / publish.TRAINING_FILE).read_text())
+    assert record["recipe"] == "tagger" and record["steps"] == 2 and record["parameters"] > 0
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-sa-4.0")
+    assert "| steps × batch | 2 × 2 |" in card and "OpenMoji" in card and "CC BY-SA 4.0" in card
+    assert "No colorization protocol applies" in card
+
+
+def test_republishing_replaces_the_record_of_the_same_recipe(tagger_run, tmp_path):
+    for _ in range(2):
+        assert publish.main([str(tagger_run), "--out", str(tmp_path)]) == 0
+    assert len(json.loads((tmp_path / "tagger" / publish.TRAINING_FILE).read_text())) == 1
+    assert [p.name for p in (tmp_path / "tagger").glob("*.safetensors")] == [WEIGHTS_FILE]
+
+
+def test_card_shows_the_evaluation_next_to_the_baselines(tagger_run, openmoji, tmp_path):
+    sga_run = _train("sga_tiny.toml", openmoji, tmp_path / "sga_run",
+                     f"loss.feature_path={tagger_run / 'weights' / 'tagger'}")  # fmt: skip
+    weights, results = tmp_path / "weights", tmp_path / "results"
+    assert publish.main([str(sga_run), "--out", str(weights)]) == 0
+    assert isinstance(SGAGenerator.from_pretrained(weights / "sga"), SGAGenerator)
+    common = ["--data", str(openmoji), "--split", "train", "--size", "32", "--limit", "4",
+              "--out", str(results), "--batch-size", "2", "--protocol", "self"]  # fmt: skip
+    assert evaluate.main(["--weights", str(weights / "sga"), *common]) == 0
+    assert evaluate.main(["--baseline", "white", *common]) == 0
+    assert (results / "eval" / "sga-self-32px.json").is_file()
+
+    assert publish.main([str(sga_run), "--out", str(weights), "--results", str(results),
+                         "--card-only"]) == 0  # fmt: skip
+    card = (weights / "sga" / "README.md").read_text()
+    psnr = json.loads((results / "eval" / "sga-self-32px.json").read_text())["metrics"]["psnr"]
+    assert f"| **this model** | 32 | {psnr:.2f} |" in card
+    assert "| baseline: white | 32 |" in card
+    assert 'method="sga"' in card  # the usage snippet
+
+
+def test_unfinished_run_is_refused_with_a_reason(tmp_path, capsys):
+    (tmp_path / "weights" / "sga").mkdir(parents=True)
+    assert publish.main([str(tmp_path)]) == 2
+    assert "must hold one exported model" in capsys.readouterr().err
