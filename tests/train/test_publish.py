@@ -1,14 +1,16 @@
-"""train/publish.py: a finished tiny run becomes fp16 default weights with a model card."""
+"""train/publish.py (a finished tiny run becomes fp16 default weights with a model card) and
+train/sample_grid.py (the README's grid of the published methods)."""
 
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from colorize.models import SGAGenerator, Tagger
-from train import evaluate, publish, run
+from train import evaluate, publish, run, sample_grid
 from train.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,11 +66,24 @@ def test_republishing_replaces_the_record_of_the_same_recipe(tagger_run, tmp_pat
     assert [p.name for p in (tmp_path / "tagger").glob("*.safetensors")] == [WEIGHTS_FILE]
 
 
-def test_card_shows_the_evaluation_next_to_the_baselines(tagger_run, openmoji, tmp_path):
-    sga_run = _train("sga_tiny.toml", openmoji, tmp_path / "sga_run",
-                     f"loss.feature_path={tagger_run / 'weights' / 'tagger'}")  # fmt: skip
-    weights, results = tmp_path / "weights", tmp_path / "results"
-    assert publish.main([str(sga_run), "--out", str(weights)]) == 0
+@pytest.fixture(scope="module")
+def published(tagger_run, openmoji, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """sga_tiny and hints_tiny trained 2 steps and published into one weights folder."""
+    root = tmp_path_factory.mktemp("published")
+    tagger = tagger_run / "weights" / "tagger"
+    runs = {
+        "sga": _train("sga_tiny.toml", openmoji, root / "sga_run", f"loss.feature_path={tagger}"),
+        "hints": _train("hints_tiny.toml", openmoji, root / "hints_run",
+                        f"loss.feature_path={tagger}", f"model.tagger_path={tagger}"),
+    }  # fmt: skip
+    for run_dir in runs.values():
+        assert publish.main([str(run_dir), "--out", str(root / "weights")]) == 0
+    return root / "weights", runs
+
+
+def test_card_shows_the_evaluation_next_to_the_baselines(published, openmoji, tmp_path):
+    weights, runs = published
+    sga_run, results = runs["sga"], tmp_path / "results"
     assert isinstance(SGAGenerator.from_pretrained(weights / "sga"), SGAGenerator)
     common = ["--data", str(openmoji), "--split", "train", "--size", "32", "--limit", "4",
               "--out", str(results), "--batch-size", "2", "--protocol", "self"]  # fmt: skip
@@ -89,3 +104,26 @@ def test_unfinished_run_is_refused_with_a_reason(tmp_path, capsys):
     (tmp_path / "weights" / "sga").mkdir(parents=True)
     assert publish.main([str(tmp_path)]) == 2
     assert "must hold one exported model" in capsys.readouterr().err
+
+
+def test_sample_grid_has_one_labelled_row_per_published_method(published, openmoji, tmp_path):
+    weights, _ = published
+    out = tmp_path / "grid.png"
+    code = sample_grid.main(["--weights", str(weights), "--data", str(openmoji), "--split",
+                             "train", "--size", "32", "--count", "2", "--out", str(out)])
+    assert code == 0
+    assert sample_grid.trained_methods(weights) == ["sga", "hints"]
+    with Image.open(out) as grid:
+        width, height = grid.size
+        pixels = grid.convert("RGB")
+        assert width == sample_grid.LABEL_WIDTH + 2 * (4 * 32 + sample_grid.GAP)
+        assert height == sample_grid.HEADER + 2 * (32 + sample_grid.GAP)
+        # the ground-truth panel of the first image in the sga row is the test image itself
+        row, column = sample_grid.HEADER, sample_grid.LABEL_WIDTH + 3 * 32
+        patch = pixels.crop((column, row, column + 32, row + 32))
+        assert len(patch.getcolors(4096) or []) > 2  # a drawing, not blank paper
+
+
+def test_sample_grid_without_weights_is_an_error(openmoji, tmp_path, capsys):
+    code = sample_grid.main(["--weights", str(tmp_path), "--data", str(openmoji)])
+    assert code == 2 and "holds no trained method" in capsys.readouterr().err
