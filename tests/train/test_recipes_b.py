@@ -233,11 +233,14 @@ def test_hints_trains_and_exports_reloadable_weights_with_the_lr_divided_halfway
 ):
     result = _cli("hints_tiny", tmp_path, f"data.path={openmoji}",
                   f"model.tagger_path={tagger_folder}", f"loss.feature_path={tagger_folder}",
-                  "train.steps=4", "log.every=1", "log.sample_every=4")  # fmt: skip
+                  "train.steps=4", "log.every=1", "log.sample_every=4", "loss.l1=0.5")  # fmt: skip
     assert result.returncode == 0, result.stderr
     records = _metrics(tmp_path)
     _assert_finite_losses(records, 4)
     assert all(r["loss_d_gp"] > 0 and r["loss_d_drift"] > 0 for r in records)
+    for r in records:  # L_G = L_cont + λ1 L_adv (+ the CPU profile's pixel L1 when loss.l1 > 0)
+        parts = r["loss_g_content"] + 1e-4 * r["loss_g_adv"] + 0.5 * r["loss_g_l1"]
+        assert r["loss_g"] == pytest.approx(parts, rel=1e-4)
     # the lr after each step: 1e-4 for steps 1–2, then 1e-5 (Ci et al. §4.1, 125k of 250k)
     assert [r["lr"] for r in records] == pytest.approx([1e-4, 1e-5, 1e-5, 1e-5])
 
@@ -324,6 +327,7 @@ def test_paper_configs_hold_the_paper_recipes():
     assert (hints.loss.content, hints.loss.adv, hints.loss.gp, hints.loss.drift) == (
         1, 1e-4, 10, 1e-3)  # Ci et al. Eq. (2), (7)  # fmt: skip
     assert hints.loss == hints_recipe.LossConfig()  # the file and the recipe's defaults agree
+    assert hints.loss.l1 == 0  # the pixel L1 is the CPU profile's addition, not the paper's
     assert (hints.train.batch_size, hints.train.steps, hints.data.size) == (4, 250_000, 512)
     assert hints.model.tagger_path == "runs/tagger/weights/tagger"
 

@@ -46,6 +46,7 @@ from train.losses import (
     content_loss,
     drift_penalty,
     gradient_penalty,
+    l1_loss,
     wgan_critic_loss,
     wgan_g_loss,
 )
@@ -107,6 +108,9 @@ class LossConfig:
 
     Parameters:
         content: weight of L_cont, Eq. (4) (1).
+        l1: weight of a pixel L1 to Y added to L_G (not in the paper: 0 = Ci et al.). VGG-16's
+            relu2_2 keeps an image's colours; the project's tagger, trained on a few thousand
+            drawings, keeps fewer, so its CPU profile adds this term.
         adv: λ1 = 1e-4, weight of L_adv in Eq. (2).
         gp: λ2 = 10, the gradient penalty of Eq. (7).
         drift: ε_drift = 1e-3, the drift term of Eq. (7).
@@ -118,6 +122,7 @@ class LossConfig:
     """
 
     content: float = 1.0
+    l1: float = 0.0
     adv: float = 1e-4
     gp: float = 10.0
     drift: float = 1e-3
@@ -180,7 +185,7 @@ def build(cfg: RunConfig, dataset: Dataset, steps_per_epoch: int) -> Parts:
         frozen={"phi": phi},
         export="g",
         export_name="hints",
-        log_keys=("loss_d", "loss_d_gp", "loss_g", "loss_g_content"),
+        log_keys=("loss_d", "loss_d_gp", "loss_g", "loss_g_content", "loss_g_l1"),
     )
 
 
@@ -232,9 +237,11 @@ def train_step(
         with torch.no_grad():
             real_features = phi(target, [layer])
         loss_g_content = content_loss(fake_features, real_features, layer)  # Eq. (4)
+        loss_g_l1 = l1_loss(fake, target)  # not in the paper (loss.l1 = 0 there)
         loss_g = (
             cfg.loss.content * loss_g_content  # Ci et al. Eq. (2): weight 1
             + cfg.loss.adv * loss_g_adv  # λ1 = 1e-4
+            + cfg.loss.l1 * loss_g_l1
         )
     update(accelerator, loss_g, generator, optimizer_g, cfg.train.max_grad_norm)
 
@@ -246,6 +253,7 @@ def train_step(
         loss_g=loss_g,
         loss_g_adv=loss_g_adv,
         loss_g_content=loss_g_content,
+        loss_g_l1=loss_g_l1,
     )
 
 

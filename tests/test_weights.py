@@ -1,0 +1,75 @@
+"""The committed default weights (weights/<method>/) colour real test-split drawings.
+
+Every method whose weights are in the repository is loaded the way a user gets it (a plain
+`Colorizer()`, offline) and colours the four credited OpenMoji test-split fixtures
+(tests/fixtures/openmoji_test/, never trained on) at 128 px: its raw output (no region snap)
+must beat filling the drawing with white paper by at least 3 dB PSNR, and the app's status
+must not call its weights random. Methods without committed weights are skipped by name.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+from colorize.pipeline import DEFAULT_WEIGHTS, METHODS, Colorizer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "openmoji_test"
+MARGIN_DB = 3.0
+STROKES = {"hints"}  # methods that read colour strokes instead of a reference
+
+
+def _psnr(outputs: list[np.ndarray], truths: list[np.ndarray]) -> float:
+    """PSNR of the mean squared error over all fixtures (as train.evaluate pools it)."""
+    pairs = zip(outputs, truths, strict=True)
+    errors = [((output.astype(np.float64) - truth) ** 2).mean() for output, truth in pairs]
+    return 10 * math.log10(255**2 / np.mean(errors))
+
+
+@pytest.fixture(scope="module")
+def colorizer() -> Colorizer:
+    return Colorizer(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def fixtures() -> list[Path]:
+    folders = sorted(p for p in FIXTURES.iterdir() if (p / "sketch.png").is_file())
+    assert len(folders) == 4
+    return folders
+
+
+def test_fixtures_are_credited():
+    credit = (FIXTURES / "README.md").read_text(encoding="utf-8")
+    assert "OpenMoji" in credit and "CC BY-SA 4.0" in credit
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_committed_weights_beat_white_fill_by_3_db(method, colorizer, fixtures, monkeypatch):
+    folder = DEFAULT_WEIGHTS / method
+    if not (folder / "config.json").is_file():
+        pytest.skip(f"no committed weights for {method} yet (weights/{method}/ is issue #11)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "OpenMoji" in card and "CC BY-SA 4.0" in card  # the model card credits the data
+    assert json.loads((folder / "training.json").read_text())[-1]["steps"] > 0
+
+    outputs, truths = [], []
+    for fixture in fixtures:
+        condition = (
+            {"strokes": fixture / "strokes.png"}
+            if method in STROKES
+            else {"reference": fixture / "reference.png"}
+        )
+        image, info = colorizer(fixture / "sketch.png", method=method, size=128, snap=False,
+                                **condition)  # fmt: skip
+        assert info["weights"] == str(folder)
+        outputs.append(np.asarray(image.convert("RGB")))
+        truths.append(np.asarray(Image.open(fixture / "color.png").convert("RGB")))
+    white = [np.full_like(truth, 255) for truth in truths]
+    learned, baseline = _psnr(outputs, truths), _psnr(white, truths)
+    assert learned >= baseline + MARGIN_DB, (method, learned, baseline)
+    assert "Untrained random weights" not in app._status(info)
