@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from colorize.devices import device_name
 from colorize.hints import HINT_SCALE, simulate_hint
 from colorize.image_tensors import image_to_tensor, tensor_to_array
 from colorize.models import GENERATORS, Tagger, build_generator, presets
@@ -56,7 +57,6 @@ from train.baselines import BASELINES
 from train.data import OpenMojiCrossReference, OpenMojiDataset, SampleOptions
 from train.data.base import fit_square, open_image
 from train.data.openmoji import read_metadata
-from train.env import device_name
 from train.metrics import (
     LPIPS,
     InceptionFeatures,

@@ -54,6 +54,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
+from colorize.devices import device_name  # noqa: E402
 from colorize.image_tensors import tensor_to_array  # noqa: E402
 from train.config import (  # noqa: E402
     PRECISIONS,
@@ -66,7 +67,6 @@ from train.config import (  # noqa: E402
     to_toml,
 )
 from train.data import AnimePairDataset, ImageFolderDataset, OpenMojiDataset  # noqa: E402
-from train.env import device_name  # noqa: E402
 from train.methods import METHODS, Parts  # noqa: E402
 
 logger = get_logger(__name__)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
+from colorize.devices import device_name
 from train.config import load_config
-from train.env import device_name
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
