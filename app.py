@@ -8,8 +8,11 @@ The same file is the Hugging Face Space's entry point (README front matter: app_
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +26,7 @@ from colorize.tags import COLOR_TAGS
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_SIZE = 512  # the working size of the (cached) example outputs
+EXAMPLES_CACHE_ENV = "GRADIO_EXAMPLES_CACHE"
 
 DESCRIPTION = """\
 # Line-art colorization
@@ -298,12 +302,43 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
         )
         example_rows = _examples()
         if example_rows:
-            gr.Examples(
-                example_rows, [sketch, reference, method], [output, status], fn=example,
-                cache_examples=True, cache_mode="lazy", label="Examples (OpenMoji, CC BY-SA 4.0)",
-            )  # fmt: skip
+            with _examples_cache(colorizer.weights):
+                gr.Examples(
+                    example_rows, [sketch, reference, method], [output, status], fn=example,
+                    cache_examples=True, cache_mode="lazy",
+                    label="Examples (OpenMoji, CC BY-SA 4.0)",
+                )  # fmt: skip
     demo.queue(max_size=16)
     return demo
+
+
+def weights_key(weights: str) -> str:
+    """A short hash of the weights the app serves: each file's name, size and modification
+    time under a local folder, or the Hub id. New weights give a new key."""
+    root, parts = Path(weights).expanduser(), [weights]
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                parts.append(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def _examples_cache(weights: str) -> Iterator[None]:
+    """Gradio's example cache in a folder per `weights_key`, so outputs cached with other
+    weights (e.g. the random ones before training) are never served; gr.Examples reads the
+    folder when it is built."""
+    base = os.environ.get(EXAMPLES_CACHE_ENV)
+    folder = Path(base or ".gradio/cached_examples") / weights_key(weights)
+    os.environ[EXAMPLES_CACHE_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if base is None:
+            os.environ.pop(EXAMPLES_CACHE_ENV)
+        else:
+            os.environ[EXAMPLES_CACHE_ENV] = base
 
 
 def _examples() -> list[list[Any]]:

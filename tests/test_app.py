@@ -235,3 +235,24 @@ def test_gradio_client_against_the_served_app(demo, tmp_path, monkeypatch):
             assert Image.open(path).size == (256, 256) and status.startswith(f"**{method}**")
     finally:
         demo.close()
+
+
+def test_example_cache_is_a_folder_per_set_of_weights(tmp_path, monkeypatch):
+    """Outputs cached with other weights (the random ones before training) are never served."""
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "cache"))
+    weights = write_tiny_weights(tmp_path / "weights")
+    key = app.weights_key(str(weights))
+    folders = []
+    original = gr.helpers.Examples.__init__
+
+    def record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        folders.append(self.cached_folder)
+
+    monkeypatch.setattr(gr.helpers.Examples, "__init__", record)
+    app.build_demo(Colorizer(weights=weights, device="cpu"))
+    assert folders and all(f.parent == tmp_path / "cache" / key for f in folders)
+    assert os.environ["GRADIO_EXAMPLES_CACHE"] == str(tmp_path / "cache")  # restored
+    os.utime(weights / "sga" / "config.json", ns=(1, 1))  # retrained weights, say
+    assert app.weights_key(str(weights)) != key
+    assert app.weights_key("someone/weights") == app.weights_key("someone/weights")
