@@ -13,6 +13,7 @@ on an otherwise idle machine: the variants are compared as ratios of one run.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -36,7 +37,8 @@ VARIANTS = {
 }
 
 
-def measure(config: str, variant: str, steps: int, warmup: int, extra: Sequence[str]) -> dict:
+def measure(config: str, variant: str, steps: int, warmup: int, extra: Sequence[str],
+            timeout: float = 900) -> dict:  # fmt: skip
     """ms/step and images/s of `variant` after `warmup` steps, from the run's metrics.jsonl."""
     with tempfile.TemporaryDirectory(prefix="speed-") as out:
         overrides = [*VARIANTS[variant], f"train.steps={steps}", f"log.every={warmup}",
@@ -46,8 +48,12 @@ def measure(config: str, variant: str, steps: int, warmup: int, extra: Sequence[
                    "--output_dir", out]  # fmt: skip
         for override in overrides:
             command += ["--set", override]
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                                env={**os.environ, "TQDM_DISABLE": "1"})  # fmt: skip
+        try:
+            environment = {**os.environ, "TQDM_DISABLE": "1"}
+            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                                    env=environment, timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return {"variant": variant, "error": f"timed out after {timeout:.0f} s"}
         if result.returncode != 0:
             tail = "\n".join(result.stderr.splitlines()[-5:])
             return {"variant": variant, "error": tail}
@@ -62,7 +68,7 @@ def measure(config: str, variant: str, steps: int, warmup: int, extra: Sequence[
 def table(config: str, results: Sequence[dict]) -> str:
     base = next((r["ms_per_step"] for r in results if "ms_per_step" in r), None)
     lines = [f"Training speed of `{config}` (`python -m train.speed`), "
-             f"{device_name(torch.device('cpu'))}:", "",
+             f"{device_name(torch.device('cpu'))}, {datetime.date.today()}:", "",
              "| variant | ms / step | images / s | speed-up |", "|---|---|---|---|"]  # fmt: skip
     for r in results:
         if "error" in r:
@@ -83,6 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=4, help="first steps not timed")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override for every variant")  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per variant")
     parser.add_argument("--out", help="also write the table to this markdown file")
     return parser.parse_args(argv)
 
@@ -94,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results = []
     for variant in args.variant or VARIANTS:
-        results.append(measure(args.config, variant, args.steps, args.warmup, args.overrides))
+        results.append(measure(args.config, variant, args.steps, args.warmup, args.overrides,
+                               args.timeout))  # fmt: skip
         print(json.dumps(results[-1]), flush=True)
     text = table(args.config, results)
     print(text)

@@ -1,0 +1,25 @@
+"""`python -m train.speed`: the real loop, timed per speed option, on the tiny tagger config."""
+
+from pathlib import Path
+
+from train import speed
+
+CONFIG = Path(__file__).resolve().parents[2] / "train" / "configs" / "tagger_tiny.toml"
+
+
+def test_speed_table_compares_variants_of_the_real_loop(openmoji, tmp_path, capsys):
+    out = tmp_path / "speed.md"
+    code = speed.main(["--config", str(CONFIG), "--variant", "fp32", "--variant", "channels_last",
+                       "--variant", "bf16", "--steps", "3", "--warmup", "1",
+                       "--set", f"data.path={openmoji}", "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    table = out.read_text()
+    assert "| fp32 | " in table and "| 1.00× |" in table
+    assert "| channels_last | " in table and "| bf16 | " in table
+
+
+def test_failing_variant_is_reported_not_hidden(tmp_path, capsys):
+    code = speed.main(["--config", str(CONFIG), "--variant", "fp32", "--steps", "3",
+                       "--set", f"data.path={tmp_path / 'missing'}"])  # fmt: skip
+    assert code == 1
+    assert "| fp32 | failed: " in capsys.readouterr().out
