@@ -20,6 +20,6 @@ def test_speed_table_compares_variants_of_the_real_loop(openmoji, tmp_path, caps
 
 def test_failing_variant_is_reported_not_hidden(tmp_path, capsys):
     code = speed.main(["--config", str(CONFIG), "--variant", "fp32", "--steps", "3",
-                       "--set", f"data.path={tmp_path / 'missing'}"])  # fmt: skip
+                       "--warmup", "1", "--set", f"data.path={tmp_path / 'missing'}"])  # fmt: skip
     assert code == 1
     assert "| fp32 | failed: " in capsys.readouterr().out
