@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 from ._common import autocast_dtype, check_rank, select_impl
-from .reference import cbam_reference, cross_attention_reference, sga_attention_reference
+from .eager import sga_attention_eager
+from .reference import cbam_reference, cross_attention_reference
 
 
 def _cast_for_autocast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -35,7 +36,7 @@ def sga_attention(
     check_rank("y", y, 3, "[B, M, C]")
     check_rank("v", v, 3, "[B, M, Cv]")
     if select_impl("sga_attention", (x, y, v), impl) == "eager":
-        return sga_attention_reference(x, y, v)
+        return sga_attention_eager(x, y, v)
     from .sga_triton import SGAAttentionFunction
 
     x, y, v = _cast_for_autocast(x, y, v)

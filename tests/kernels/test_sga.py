@@ -113,3 +113,35 @@ def test_sga_reference_gradcheck_on_v():
     y = torch.randn(1, 6, 4, dtype=torch.float64)
     v = torch.randn(1, 6, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: sga_attention_reference(x, y, v), (v,))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype, atol, rtol", DTYPES)
+def test_eager_formulation_matches_reference_forward_and_grads(shape, dtype, atol, rtol):
+    """kernels.eager.sga_attention_eager (what the "eager" backend runs) against the spec."""
+    from kernels.eager import sga_attention_eager
+
+    x, y, v = _inputs(*shape, dtype, "cpu")
+    xe, ye, ve = leaves(x, y, v)
+    xr, yr, vr = fp32_leaves(x, y, v)
+    out, ref = sga_attention_eager(xe, ye, ve), sga_attention_reference(xr, yr, vr)
+    assert out.dtype == dtype
+    assert_close(out, ref, atol, rtol, "z")
+    dz = torch.randn_like(ref)
+    out.backward(dz.to(dtype))
+    ref.backward(dz)
+    assert_close(ve.grad, vr.grad, atol, rtol, "dv")
+    assert xe.grad is None and ye.grad is None  # stop-gradient: only v
+
+
+def test_eager_formulation_keeps_unattended_columns_finite_in_fp16():
+    """A key no query attends to has a column sum near 0: 1/s must not overflow fp16."""
+    from kernels.eager import sga_attention_eager
+
+    x = torch.full((1, 4, 2), 8.0)
+    y = torch.tensor([[[8.0, 8.0], [-8.0, -8.0]]])  # the second key gets ~e^-256 of attention
+    v = torch.ones(1, 2, 3)
+    out = sga_attention_eager(x.half(), y.half(), v.half())
+    ref = sga_attention_reference(x, y, v)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), ref, atol=2e-3, rtol=2e-3)
