@@ -72,6 +72,10 @@ METRICS = {  # protocol: (key, title, format) shown in the card
               ("delta_e_skin", "ΔE00 skin ↓", "{:.2f}")),
     "random": (("fid_tagger", "FID tagger ↓", "{:.4g}"), ("ndb", "NDB ↓", "{}"),
                ("jsd", "JSD ↓", "{:.4f}")),
+    "tags": (("colour_map", "mAP from colour ↑", "{:.3f}"),
+             ("sketch_map", "mAP from sketch ↑", "{:.3f}"),
+             ("colour_colour_mae", "colour-share MAE ↓", "{:.4f}"),
+             ("colour_bce", "BCE colour", "{:.4f}"), ("sketch_bce", "BCE sketch", "{:.4f}")),
 }  # fmt: skip
 
 
@@ -198,7 +202,7 @@ def _metric(record: dict, key: str, fmt: str) -> str:
 
 def _row_order(record: dict) -> tuple:
     """By size, this model first, then the baselines in BASELINES_SHOWN's order."""
-    if record["kind"] == "method":
+    if record["kind"] != "baseline":
         return (record["size"], 0)
     return (record["size"], 1 + BASELINES_SHOWN.index(record["name"]))
 
@@ -208,7 +212,7 @@ def evaluation_table(records: Sequence[dict]) -> list[str]:
     lines = []
     for protocol, columns in METRICS.items():
         rows = [r for r in records if r["protocol"] == protocol]
-        if not any(r["kind"] == "method" for r in rows):
+        if not any(r["kind"] != "baseline" for r in rows):
             continue
         rows.sort(key=_row_order)
         lines += [f"**{protocol}** ({rows[0]['n']} test images, "
@@ -216,14 +220,15 @@ def evaluation_table(records: Sequence[dict]) -> list[str]:
                   "| | px | " + " | ".join(title for _, title, _ in columns) + " |",
                   "|---|---|" + "---|" * len(columns)]  # fmt: skip
         for r in rows:
-            label = "**this model**" if r["kind"] == "method" else r["name"].replace("-", ": ", 1)
+            label = "**this model**" if r["kind"] != "baseline" else r["name"].replace("-", ": ", 1)
             cells = [_metric(r, key, fmt) for key, _, fmt in columns]
             lines.append(f"| {label} | {r['size']} | " + " | ".join(cells) + " |")
         lines.append("")
     if lines:
-        first = next(r for r in records if r["kind"] == "method")
+        first = next(r for r in records if r["kind"] != "baseline")
+        command = "train.evaluate_tagger" if first["kind"] == "support" else "train.evaluate"
         lines.append(f"Measured {first['date']} on {first['device']} with `python -m "
-                     "train.evaluate` (protocols: `train/evaluate.py`).")  # fmt: skip
+                     f"{command}` (protocols and metrics: `train/{command[6:]}.py`).")  # fmt: skip
     return lines
 
 
@@ -257,8 +262,7 @@ def write_card(folder: Path, key: str, results: Path) -> Path:
               "config is the run's own, with every value resolved).", ""]  # fmt: skip
     evaluation = evaluation_table(eval_records(results, key))
     lines += ["## Evaluation", ""]
-    lines += evaluation or ["No colorization protocol applies to this model."
-                            if key in SUPPORT_MODELS else "Not evaluated yet.", ""]  # fmt: skip
+    lines += evaluation or ["Not evaluated yet.", ""]
     lines += ["## Data and licence", "", DATA_CREDIT, ""]
     path = folder / CARD_FILE
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -4,13 +4,14 @@ train/sample_grid.py (the README's grid of the published methods)."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
 from colorize.models import SGAGenerator, Tagger
-from train import evaluate, publish, run, sample_grid
+from train import evaluate, evaluate_tagger, publish, run, sample_grid
 from train.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +57,31 @@ def test_publish_writes_fp16_weights_that_load_as_the_trained_model(tagger_run, 
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: cc-by-sa-4.0")
     assert "| steps × batch | 2 × 2 |" in card and "OpenMoji" in card and "CC BY-SA 4.0" in card
-    assert "No colorization protocol applies" in card
+    assert "Not evaluated yet." in card
+
+
+def test_tagger_scores_appear_in_its_card(tagger_run, openmoji, tmp_path):
+    weights, results = tmp_path / "weights", tmp_path / "results"
+    assert publish.main([str(tagger_run), "--out", str(weights)]) == 0
+    code = evaluate_tagger.main(["--weights", str(weights / "tagger"), "--data", str(openmoji),
+                                 "--split", "train", "--size", "32", "--out", str(results)])
+    assert code == 0
+    record = json.loads((results / "eval" / "tagger-tags-32px.json").read_text())
+    metrics = record["metrics"]
+    assert 0 < metrics["colour_map"] <= 1 and 0 < metrics["sketch_map"] <= 1
+    assert 0 <= metrics["colour_colour_mae"] <= 1 and "sketch_colour_mae" not in metrics
+    assert publish.main([str(tagger_run), "--out", str(weights), "--results", str(results),
+                         "--card-only"]) == 0  # fmt: skip
+    card = (weights / "tagger" / "README.md").read_text()
+    assert f"| **this model** | 32 | {metrics['colour_map']:.3f} |" in card
+    assert "python -m train.evaluate_tagger" in card
+
+
+def test_average_precision_of_a_perfect_and_a_reversed_ranking():
+    labels = np.array([1.0, 0.0, 1.0, 0.0])
+    assert evaluate_tagger.average_precision(np.array([0.9, 0.1, 0.8, 0.2]), labels) == 1.0
+    reversed_ap = evaluate_tagger.average_precision(np.array([0.1, 0.9, 0.2, 0.8]), labels)
+    assert reversed_ap == pytest.approx((1 / 3 + 2 / 4) / 2)
 
 
 def test_republishing_replaces_the_record_of_the_same_recipe(tagger_run, tmp_path):
