@@ -20,4 +20,5 @@ def device_name(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"CPU {model}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU {model}, {threads} thread{'' if threads == 1 else 's'}"

@@ -227,8 +227,8 @@ def evaluation_table(records: Sequence[dict]) -> list[str]:
     if lines:
         first = next(r for r in records if r["kind"] != "baseline")
         command = "train.evaluate_tagger" if first["kind"] == "support" else "train.evaluate"
-        lines.append(f"Measured {first['date']} on {first['device']} with `python -m "
-                     f"{command}` (protocols and metrics: `train/{command[6:]}.py`).")  # fmt: skip
+        lines += [f"Measured {first['date']} on {first['device']} with `python -m {command}` "
+                  f"(protocols and metrics: `train/{command[6:]}.py`).", ""]  # fmt: skip
     return lines
 
 
