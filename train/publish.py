@@ -69,7 +69,7 @@ METRICS = {  # protocol: (key, title, format) shown in the card
     "self": (("psnr", "PSNR ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.3f}"),
              ("ms_ssim", "MS-SSIM ↑", "{:.3f}")),
     "cross": (("psnr", "PSNR ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.3f}"),
-              ("delta_e_skin", "ΔE00 skin ↓", "{:.2f}")),
+              ("delta_e00_skin", "ΔE00 skin ↓", "{:.2f}")),
     "random": (("fid_tagger", "FID tagger ↓", "{:.4g}"), ("ndb", "NDB ↓", "{}"),
                ("jsd", "JSD ↓", "{:.4f}")),
     "tags": (("colour_map", "mAP from colour ↑", "{:.3f}"),
