@@ -1,5 +1,6 @@
 """train.config: TOML configs in frozen dataclasses, typed `--set` overrides, clear errors."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "train" / "configs"
 def test_every_shipped_config_loads_with_its_method_sections(name):
     cfg = load_config(CONFIGS / f"{name}.toml")
     recipe = METHODS[cfg.method]
-    assert cfg.method == name.removesuffix("_tiny")
+    assert cfg.method == name.removesuffix("_tiny").removesuffix("_cpu")
     assert isinstance(cfg.optim, recipe.OptimConfig)
     assert isinstance(cfg.loss, recipe.LossConfig)
     assert isinstance(cfg.data.options, SampleOptions)
@@ -37,6 +38,27 @@ def test_sga_config_holds_cao_et_al_recipe():
     # the file restates the paper defaults of the recipe's dataclasses
     assert cfg.loss == METHODS["sga"].LossConfig()
     assert cfg.optim == METHODS["sga"].OptimConfig()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*_cpu.toml")))
+def test_cpu_profiles_train_the_small_preset_at_128_px_with_the_paper_losses(name):
+    """The committed weights' recipes: small, 128 px, the paper's loss weights and optimiser
+    (the documented exceptions: hints' pixel L1, hint density and decay point)."""
+    cfg = load_config(CONFIGS / f"{name}.toml")
+    paper = load_config(CONFIGS / f"{cfg.method}.toml")
+    assert (cfg.model.size, cfg.data.size, cfg.data.split) == ("small", 128, "train")
+    # the tagger's run is the one the other recipes read (runs/tagger/weights/tagger)
+    assert cfg.train.output_dir == ("runs/tagger" if cfg.method == "tagger" else f"runs/{name}")
+    assert 1000 <= cfg.train.steps * cfg.train.batch_size <= 100_000  # sized for ~100 minutes
+    if cfg.method == "hints":
+        assert cfg.loss.l1 > 0 == paper.loss.l1
+        assert replace(cfg.loss, l1=0.0) == paper.loss
+        assert replace(cfg.optim, decay_at=paper.optim.decay_at) == paper.optim
+    else:
+        assert cfg.loss == paper.loss
+        assert cfg.optim == paper.optim
+    assert "Sized" in (CONFIGS / f"{name}.toml").read_text() or "sized" in (
+        CONFIGS / f"{name}.toml").read_text()  # says what it was sized for
 
 
 def test_tiny_configs_are_cpu_smoke_runs():

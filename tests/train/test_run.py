@@ -141,9 +141,12 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     run.train(_tiny(SGA_TINY, openmoji, straight, *common, "train.steps=6"))
     run.train(_tiny(SGA_TINY, openmoji, stopped, *common, "train.steps=3"))
-    assert json.loads((stopped / "checkpoints" / "step_0000003" / "progress.json").read_text()) \
-        == {"step": 3, "epoch": 0, "batch": 6}  # fmt: skip
+    progress = json.loads((stopped / "checkpoints" / "step_0000003" / "progress.json").read_text())
+    seconds = progress.pop("seconds")  # training time so far, summed over resumes
+    assert seconds > 0 and progress == {"step": 3, "epoch": 0, "batch": 6}
     run.train(_tiny(SGA_TINY, openmoji, stopped, *common, "train.steps=6"), resume="latest")
+    summary = json.loads((stopped / run.SUMMARY_FILE).read_text())
+    assert summary["steps"] == 6 and summary["seconds"] > seconds
 
     assert [r["step"] for r in _metrics(stopped)] == [1, 2, 3, 4, 5, 6]
     assert sorted(p.name for p in (stopped / "checkpoints").iterdir()) == [
