@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from colorize.devices import device_name
@@ -52,6 +53,7 @@ from colorize.hints import HINT_SCALE, simulate_hint
 from colorize.image_tensors import image_to_tensor, tensor_to_array
 from colorize.models import GENERATORS, Tagger, build_generator, presets
 from colorize.palette import palette_kmeans
+from colorize.snap import snap_to_regions
 from colorize.tags import COLOR_NAMES, color_shares
 from train.baselines import BASELINES
 from train.data import OpenMojiCrossReference, OpenMojiDataset, SampleOptions
@@ -189,8 +191,8 @@ def _generator_run(model: torch.nn.Module, device: torch.device) -> Callable:
 def load_subject(args: argparse.Namespace, vocabulary: list[str], device: torch.device) -> Subject:
     """The baseline, the untrained generator or the saved generator the arguments name."""
     if args.baseline:
-        if args.weights or args.random_init or args.method:
-            raise ValueError("--baseline takes no --weights, --random-init or --method")
+        if args.weights or args.random_init or args.method or getattr(args, "snap", False):
+            raise ValueError("--baseline takes no --weights, --random-init, --method or --snap")
         baseline = BASELINES[args.baseline]
         return Subject(
             f"baseline-{args.baseline}", "baseline", "none", baseline.description,
@@ -216,10 +218,27 @@ def load_subject(args: argparse.Namespace, vocabulary: list[str], device: torch.
     else:
         raise ValueError("give --weights PATH, --random-init SIZE (with --method) or --baseline")
     model = model.eval().to(device)
+    run, name = _generator_run(model, device), key
+    if getattr(args, "snap", False):
+        run, name = _snapped(run), f"{key}+snap"
+        notes.append("outputs snapped to the sketch's regions (colorize.snap, flat), as the app")
     return Subject(
-        key, "method", weights, source, tuple(model.conditions), _generator_run(model, device),
-        model, notes,
+        name, "method", weights, source, tuple(model.conditions), run, model, notes,
     )  # fmt: skip
+
+
+def _snapped(run: Callable) -> Callable:
+    """`run` followed by the app's region snap (flat: one median colour per line-art region)."""
+
+    def snapped(sketch, reference, hint):
+        images = run(sketch, reference, hint)
+        out = []
+        for line, image in zip(sketch, images, strict=True):
+            colors = snap_to_regions(tensor_to_array(line)[:, :, 0], tensor_to_array(image))
+            out.append(image_to_tensor(Image.fromarray(colors)))
+        return torch.stack(out)
+
+    return snapped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,7 +662,8 @@ def result_path(out: Path, name: str, protocol: str, size: int) -> Path:
 def _row_order(record: dict) -> tuple:
     name, size = record["name"], record["size"]
     if record["kind"] == "method":
-        order = list(GENERATORS).index(name) if name in GENERATORS else len(GENERATORS)
+        base = name.split("+")[0]  # "sga+snap" right after "sga"
+        order = list(GENERATORS).index(base) if base in GENERATORS else len(GENERATORS)
         return (size, 0, order, name)
     key = name.removeprefix("baseline-")
     return (size, 1, list(BASELINES).index(key) if key in BASELINES else len(BASELINES), name)
@@ -749,6 +769,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tagger", help="a trained Tagger's folder (or its run folder): the FID feature network"
     )
+    parser.add_argument(
+        "--snap", action="store_true",
+        help="snap a method's outputs to the sketch's regions, as the app does (row <name>+snap)",
+    )  # fmt: skip
     parser.add_argument("--ndb-bins", type=int, default=NDB_BINS, help="k-means bins of NDB/JSD")
     parser.add_argument(
         "--lpips-weights",

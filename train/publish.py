@@ -184,7 +184,8 @@ def eval_records(results: Path, key: str) -> list[dict]:
     """The trained model's evaluation records and the baselines of the same protocol/size."""
     folder = results / "eval"
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
-    mine = [r for r in records if r["name"] == key and r["weights"] == "trained"]
+    mine = [r for r in records
+            if r["name"] in (key, f"{key}+snap") and r["weights"] == "trained"]  # fmt: skip
     settings = {(r["protocol"], r["size"]) for r in mine}
     baselines = [r for r in records if r["name"] in BASELINES_SHOWN
                  and (r["protocol"], r["size"]) in settings]  # fmt: skip
@@ -203,8 +204,8 @@ def _metric(record: dict, key: str, fmt: str) -> str:
 def _row_order(record: dict) -> tuple:
     """By size, this model first, then the baselines in BASELINES_SHOWN's order."""
     if record["kind"] != "baseline":
-        return (record["size"], 0)
-    return (record["size"], 1 + BASELINES_SHOWN.index(record["name"]))
+        return (record["size"], 0, record["name"])
+    return (record["size"], 1 + BASELINES_SHOWN.index(record["name"]), record["name"])
 
 
 def evaluation_table(records: Sequence[dict]) -> list[str]:
@@ -220,7 +221,10 @@ def evaluation_table(records: Sequence[dict]) -> list[str]:
                   "| | px | " + " | ".join(title for _, title, _ in columns) + " |",
                   "|---|---|" + "---|" * len(columns)]  # fmt: skip
         for r in rows:
-            label = "**this model**" if r["kind"] != "baseline" else r["name"].replace("-", ": ", 1)
+            if r["kind"] == "baseline":
+                label = r["name"].replace("-", ": ", 1)
+            else:
+                label = "**this model + snap**" if r["name"].endswith("+snap") else "**this model**"
             cells = [_metric(r, key, fmt) for key, _, fmt in columns]
             lines.append(f"| {label} | {r['size']} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -230,6 +230,25 @@ def test_saved_weights_evaluate_as_trained_and_match_the_same_random_init(
     assert trained["metrics"] == random["metrics"]
 
 
+def test_snap_evaluates_the_apps_region_snapped_output_as_its_own_row(
+    openmoji_root,  # noqa: F811
+    tmp_path,
+):
+    torch.manual_seed(0)
+    build_generator("hints", "small").save_pretrained(tmp_path / "hints")
+    common = ["--weights", str(tmp_path / "hints")]
+    assert main(_args(openmoji_root, tmp_path, "self", *common)) == 0
+    assert main(_args(openmoji_root, tmp_path, "self", *common, "--snap")) == 0
+    raw, snapped = _record(tmp_path, "hints", "self"), _record(tmp_path, "hints+snap", "self")
+    assert snapped["metrics"]["psnr"] != raw["metrics"]["psnr"]
+    assert any("snapped" in note for note in snapped["notes"])
+    table = (tmp_path / "eval" / "table.md").read_text()
+    assert table.index("| hints | trained") < table.index("| hints+snap | trained")
+    with pytest.raises(SystemExit, match="2"):
+        raise SystemExit(main(_args(openmoji_root, tmp_path, "self", "--baseline", "white",
+                                    "--snap")))  # fmt: skip
+
+
 def test_lpips_inception_and_tagger_come_from_local_files_or_are_skipped(
     openmoji_root,  # noqa: F811
     tmp_path,
