@@ -512,7 +512,7 @@ def write_summary(run: Run, last_means: dict[str, float]) -> Path:
         "batch_size": cfg.train.batch_size * accelerator.num_processes,
         "images": images,
         "epochs": progress.epoch + progress.batch / max(1, len(run.loader)),
-        "seconds": round(progress.seconds, 1),
+        "seconds": round(progress.seconds, 3),
         "images_per_second": round(images / progress.seconds, 2) if progress.seconds else None,
         "size": cfg.data.size,
         "mixed_precision": cfg.train.mixed_precision,
