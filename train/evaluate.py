@@ -27,8 +27,8 @@ to follow, so cross does not apply to it. `tags` is also scored on a tag edit: t
 reference's `color:red` value raised by 1 through the attached TagMapper (Yan et al. §3.5),
 reporting the mean change of the red share of the output (`colorize.tags.color_shares`).
 
-Each run writes `<out>/eval/<name>-<protocol>-<size>px.json` and rebuilds `<out>/eval/table.md` from
-all the JSON files there, so a re-run replaces its own row.
+Each run writes `<out>/eval/<name>-<protocol>-<size>px.json` and rebuilds `<out>/eval/table.md`
+from all the JSON files there, so a re-run replaces its own row.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from colorize.devices import device_name
 from colorize.hints import HINT_SCALE, simulate_hint
 from colorize.image_tensors import image_to_tensor, tensor_to_array
-from colorize.models import GENERATORS, Tagger, build_generator, presets
+from colorize.models import GENERATORS, Tagger, build_generator, presets, saved_model
 from colorize.palette import palette_kmeans
 from colorize.snap import snap_to_regions
 from colorize.tags import COLOR_NAMES, color_shares
@@ -95,7 +95,6 @@ LPIPS_ENV = "COLORIZE_LPIPS_WEIGHTS"
 INCEPTION_ENV = "COLORIZE_INCEPTION_WEIGHTS"
 RESULTS_FOLDER = "eval"
 TABLE_FILE = "table.md"
-_CLASS_KEYS = {cls.__name__: key for key, cls in GENERATORS.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,14 +126,8 @@ class Subject:
 
 def method_of_folder(folder: Path) -> str | None:
     """The GENERATORS key of a `save_pretrained` folder (from config.json's `_class_name`)."""
-    config = folder / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        class_name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
-    except (OSError, json.JSONDecodeError):
-        return None
-    return _CLASS_KEYS.get(class_name)
+    found = saved_model(folder)
+    return found[0] if found is not None and found[0] in GENERATORS else None
 
 
 def resolve_weights(path: Path, method: str | None = None) -> tuple[str, Path]:
@@ -156,8 +149,9 @@ def resolve_weights(path: Path, method: str | None = None) -> tuple[str, Path]:
         return next(iter(found.items()))[::-1]
     wanted = f"saved {method!r} generator" if method else "saved generator"
     if not found:
+        classes = sorted(cls.__name__ for cls in GENERATORS.values())
         raise ValueError(
-            f"found no {wanted} (config.json with a _class_name of {sorted(_CLASS_KEYS)}) in {path}"
+            f"found no {wanted} (config.json with a _class_name of {classes}) in {path}"
         )
     raise ValueError(
         f"{path} holds several generators ({', '.join(sorted(found.values()))}); pick one "
@@ -191,7 +185,7 @@ def _generator_run(model: torch.nn.Module, device: torch.device) -> Callable:
 def load_subject(args: argparse.Namespace, vocabulary: list[str], device: torch.device) -> Subject:
     """The baseline, the untrained generator or the saved generator the arguments name."""
     if args.baseline:
-        if args.weights or args.random_init or args.method or getattr(args, "snap", False):
+        if args.weights or args.random_init or args.method or args.snap:
             raise ValueError("--baseline takes no --weights, --random-init, --method or --snap")
         baseline = BASELINES[args.baseline]
         return Subject(
@@ -219,7 +213,7 @@ def load_subject(args: argparse.Namespace, vocabulary: list[str], device: torch.
         raise ValueError("give --weights PATH, --random-init SIZE (with --method) or --baseline")
     model = model.eval().to(device)
     run, name = _generator_run(model, device), key
-    if getattr(args, "snap", False):
+    if args.snap:
         run, name = _snapped(run), f"{key}+snap"
         notes.append("outputs snapped to the sketch's regions (colorize.snap, flat), as the app")
     return Subject(
@@ -788,6 +782,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def print_metrics(metrics: dict) -> None:
+    for key, value in metrics.items():
+        print(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -801,8 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{record['name']}{label}, {record['protocol']} protocol, "
         f"{record['n']} images at {record['size']} px:"
     )
-    for key, value in record["metrics"].items():
-        print(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
+    print_metrics(record["metrics"])
     for note in record["notes"]:
         print(f"note: {note}")
     print(f"wrote {path} and {table}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from colorize.devices import device_name
 from colorize.models import Tagger
 from train.data import OpenMojiDataset
-from train.evaluate import RESULTS_FOLDER
+from train.evaluate import print_metrics, write_results
 
 PROTOCOL = "tags"
 
@@ -104,11 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    path = Path(args.out) / RESULTS_FOLDER / f"tagger-{PROTOCOL}-{args.size}px.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    for key, value in record["metrics"].items():
-        print(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
+    path, _ = write_results(record, Path(args.out))  # the results table lists no tagger rows
+    print_metrics(record["metrics"])
     print(f"wrote {path}")
     return 0
 

@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 from diffusers.utils import logging as diffusers_logging
 
-from colorize.models import GENERATORS, SUPPORT_MODELS
+from colorize.models import GENERATORS, SUPPORT_MODELS, saved_model
 from train.run import SUMMARY_FILE
 
-MODELS = {cls.__name__: (key, cls) for key, cls in {**GENERATORS, **SUPPORT_MODELS}.items()}
 TRAINING_FILE = "training.json"
 CARD_FILE = "README.md"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -93,11 +92,11 @@ def exported_folder(run_dir: Path) -> Path:
 
 def model_class(folder: Path) -> tuple[str, type]:
     """(registry key, class) of a `save_pretrained` folder from its config's `_class_name`."""
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    name = config.get("_class_name")
-    if name not in MODELS:
-        raise ValueError(f"{folder}/config.json names class {name!r}, not one of {sorted(MODELS)}")
-    return MODELS[name]
+    found = saved_model(folder)
+    if found is None:
+        known = sorted(cls.__name__ for cls in (*GENERATORS.values(), *SUPPORT_MODELS.values()))
+        raise ValueError(f"{folder}/config.json names none of the model classes {known}")
+    return found
 
 
 def run_summary(run_dir: Path) -> dict:
@@ -253,7 +252,7 @@ def write_card(folder: Path, key: str, results: Path) -> Path:
         "",
         ABOUT[key],
         "",
-        f"`{type_name(folder)}`, {parameters / 1e6:.2f} M parameters, stored in fp16 "
+        f"`{model_class(folder)[1].__name__}`, {parameters / 1e6:.2f} M parameters, stored in fp16 "
         "(loaded in fp32). Any input size works at inference; training was at the resolution "
         "below.",
         "",
@@ -271,10 +270,6 @@ def write_card(folder: Path, key: str, results: Path) -> Path:
     path = folder / CARD_FILE
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
-
-
-def type_name(folder: Path) -> str:
-    return json.loads((folder / "config.json").read_text(encoding="utf-8"))["_class_name"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

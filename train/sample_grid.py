@@ -51,7 +51,7 @@ def panel(image: torch.Tensor, side: int) -> Image.Image:
 def method_row(args: argparse.Namespace, method: str, vocabulary: list[str]) -> list[Image.Image]:
     """The 4·count panels of one method on the first `count` seeded test images."""
     options = argparse.Namespace(
-        baseline=None, random_init=None, method=method, seed=args.seed,
+        baseline=None, random_init=None, method=method, seed=args.seed, snap=False,
         weights=str(Path(args.weights) / method),
     )  # fmt: skip
     subject = load_subject(options, vocabulary, torch.device("cpu"))

@@ -9,6 +9,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 from diffusers import ModelMixin
 
 from . import csft, hints, line_extractor, resunet, sga, tagger, tags
@@ -39,6 +43,7 @@ _PRESETS = {
 }
 SUPPORT_MODELS: dict[str, type[ModelMixin]] = {"tagger": Tagger, "line_extractor": LineExtractor}
 SIZES = ("paper", "small")
+_SAVED_CLASSES = {cls.__name__: (key, cls) for key, cls in {**GENERATORS, **SUPPORT_MODELS}.items()}
 
 
 def presets(key: str, size: str = "small") -> dict:
@@ -48,6 +53,17 @@ def presets(key: str, size: str = "small") -> dict:
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {SIZES}")
     return dict(_PRESETS[key][size])
+
+
+def saved_model(folder: str | os.PathLike) -> tuple[str, type[ModelMixin]] | None:
+    """(registry key, class) of a `save_pretrained` folder of any model here (generators,
+    tagger, line extractor), from config.json's `_class_name`; None when it holds none."""
+    config = Path(folder) / "config.json"
+    try:
+        class_name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return _SAVED_CLASSES.get(class_name)
 
 
 def build_generator(key: str, size: str = "small", **overrides) -> ModelMixin:
@@ -73,4 +89,5 @@ __all__ = [
     "TagsGenerator",
     "build_generator",
     "presets",
+    "saved_model",
 ]
