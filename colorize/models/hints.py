@@ -33,6 +33,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .base import ColorizationGenerator, GeneratorOutput
+from .blocks import init_unnormalised
 from .tagger import PRESETS as TAGGER_PRESETS
 from .tagger import Tagger
 
@@ -196,6 +197,11 @@ class HintsGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
                 DecoderStage(fused_in[i], widths[i], outs[i], dilations, cardinality[i], slope)
             )
         self.to_rgb = nn.Conv2d(ngf, 3, 3, padding=1)
+        init_unnormalised(
+            [m for name, m in self.named_children() if name != "tagger"],
+            slope,
+            [m.expand for m in self.decoder.modules() if isinstance(m, ResNeXtBlock)],
+        )
 
     # ---------------------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from torch import nn
 import kernels
 
 from .base import ColorizationGenerator, GeneratorOutput
-from .blocks import CrossAttention, from_tokens, to_tokens
+from .blocks import CrossAttention, from_tokens, init_unnormalised, to_tokens
 from .tagger import PRESETS as TAGGER_PRESETS
 from .tagger import Tagger
 
@@ -355,6 +355,12 @@ class TagsGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         )
         c0 = encoder_channels[0]
         self.up_final = UpBlock(2 * c0, c0, 3, final=True)
+        init_unnormalised(
+            [self.encoder, self.residual, self.receive, self.up_first, self.up_blocks,
+             self.up_final],
+            0.0,  # ReLU
+            [self.residual.conv2],
+        )  # fmt: skip
         self.mapper = TagMapper(**mapper_config) if mapper_config else None
         if self.mapper is not None:
             self._check_mapper(self.mapper)

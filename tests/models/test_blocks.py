@@ -8,7 +8,14 @@ from torch import nn
 
 import kernels
 from colorize.models.base import ColorizationGenerator
-from colorize.models.blocks import CBAM, CrossAttention, WSConv2d, from_tokens, to_tokens
+from colorize.models.blocks import (
+    CBAM,
+    CrossAttention,
+    WSConv2d,
+    from_tokens,
+    init_unnormalised,
+    to_tokens,
+)
 
 
 def test_cbam_module_triton_and_eager_paths_agree():
@@ -38,6 +45,28 @@ def test_tokens_round_trip():
     x = torch.randn(2, 5, 3, 4)
     assert to_tokens(x).shape == (2, 12, 5)
     torch.testing.assert_close(from_tokens(to_tokens(x), 3, 4), x)
+
+
+def _conv_stack(depth: int = 12, width: int = 16) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers)
+
+
+def test_init_unnormalised_keeps_the_signal_scale_that_the_default_loses():
+    torch.manual_seed(0)
+    x = torch.randn(4, 16, 32, 32)
+    stack = _conv_stack()
+    assert stack(x).std() < 0.1  # PyTorch's default init: ~0.03 after 12 layers
+    end = nn.Conv2d(16, 16, 3, padding=1)
+    init_unnormalised([stack, end], 0.2, [end])
+    assert 0.3 < stack(x).std() < 3.0
+    conv = stack[0]
+    expected = (2 / ((1 + 0.2**2) * conv.weight[0].numel())) ** 0.5
+    assert abs(conv.weight.std().item() / expected - 1) < 0.1
+    assert not conv.bias.any()
+    assert not end.weight.any() and not end.bias.any()  # a residual branch's end starts at zero
 
 
 def test_ws_conv_standardises_each_filter():

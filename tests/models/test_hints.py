@@ -171,3 +171,19 @@ def test_small_preset_fits_its_budget():
     )
     params = sum(p.numel() for p in model.parameters())  # the embedded tagger included
     assert params * 2 <= 4 * 2**20
+
+
+def test_init_keeps_the_signal_and_starts_residual_blocks_as_identity():
+    """No normalisation layers: He init and zero-initialised residual ends keep the pre-tanh
+    output at a usable scale (PyTorch's default init shrank it ~30×, and Adam then blew it up
+    into an all-white image within ~30 steps on OpenMoji)."""
+    torch.manual_seed(0)
+    model = HintsGenerator(**PRESETS["small"]).eval()
+    ends = [m.expand for m in model.modules() if type(m).__name__ == "ResNeXtBlock"]
+    assert ends and all(not e.weight.any() for e in ends)
+    pre_tanh = {}
+    model.to_rgb.register_forward_hook(lambda module, args, out: pre_tanh.update(z=out))
+    sketch, hint = _inputs(2, 64)
+    with torch.no_grad():
+        model(sketch, hint=hint)
+    assert 0.3 < pre_tanh["z"].std() < 3.0

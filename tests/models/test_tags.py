@@ -275,3 +275,19 @@ def test_small_presets_fit_their_budgets():
     mapper = TagMapper(num_tags=64, **MAPPER_PRESETS["small"])
     assert sum(p.numel() for p in mapper.parameters()) * 2 <= 2**20
     assert mapper.config.code_channels == model.code_channels
+
+
+def test_init_keeps_the_signal_and_starts_residual_blocks_as_identity():
+    """No normalisation layers: He init and zero-initialised residual ends keep the pre-tanh
+    output at a usable scale (PyTorch's default init shrank it ~30×, and Adam then blew it up
+    into an all-white image within ~30 steps on OpenMoji)."""
+    torch.manual_seed(0)
+    model = TagsGenerator(**PRESETS["small"], num_tags=T).eval()
+    ends = [m.conv2 for m in model.modules() if type(m).__name__ == "ResidualBlock"]
+    assert ends and all(not e.weight.any() for e in ends)
+    pre_tanh = {}
+    model.up_final.register_forward_hook(lambda module, args, out: pre_tanh.update(z=out))
+    sketch, reference = _inputs(2, 64)
+    with torch.no_grad():
+        model(sketch, reference=reference)
+    assert 0.3 < pre_tanh["z"].std() < 3.0
