@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", help="weights folder or Hub repo id (default: weights/)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument(
+        "--dtype", choices=("fp32", "bf16", "fp16"),
+        help="compute dtype (default: fp32 on CPU, bf16 on CUDA; bf16 on CPU is opt-in)",
+    )  # fmt: skip
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace earlier outputs (never inputs)"
     )
     return parser
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         tags = parse_tags(args.tag)
         reference = load_image(args.reference, "reference")[0] if args.reference else None
         strokes = load_image(args.strokes, "strokes")[0] if args.strokes else None
-        colorizer = Colorizer(weights=args.weights, device=args.device)
+        colorizer = Colorizer(weights=args.weights, device=args.device, dtype=args.dtype)
         loaded = colorizer.load(args.method)
     except ValueError as exc:
         parser.error(str(exc))

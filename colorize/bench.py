@@ -66,26 +66,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per setting")
     parser.add_argument("--weights", help="weights folder or Hub id (default: Colorizer's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default: Colorizer's")
     parser.add_argument("--out", help="write the markdown table here (and JSON next to it)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    colorizer = Colorizer(weights=args.weights, device=args.device)
+    colorizer = Colorizer(weights=args.weights, device=args.device, dtype=args.dtype)
     device = device_name(colorizer.device)
     records = []
     for method in args.method or METHODS:
         for snap in (True, False):
             records.append(time_method(colorizer, method, args.size, snap, args.repeat))
             print(json.dumps(records[-1]), flush=True)
-    text = render(records, args.size, device, args.repeat)
+    text = render(records, args.size, f"{device}, {str(colorizer.dtype).removeprefix('torch.')}", args.repeat)
     print(text)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
         payload = {"size": args.size, "device": device, "torch": torch.__version__,
+                   "dtype": str(colorizer.dtype).removeprefix("torch."),
                    "date": str(datetime.date.today()), "records": records}  # fmt: skip
         out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
     return 0

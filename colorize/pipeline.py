@@ -342,7 +342,9 @@ class Colorizer:
             the same way (default: $COLORIZE_WEIGHTS, else the repository's `weights/`).
         device: "cpu", "cuda" or "cuda:N" (default: CUDA when available).
         dtype: compute dtype; default fp32 on CPU, bf16 on CUDA (fp16 where the GPU lacks
-            bf16). Half precision runs under autocast, the weights stay fp32.
+            bf16). Half precision runs under autocast, the weights stay fp32. bf16 on a CPU
+            is opt-in: faster on CPUs with AVX-512 BF16 or AMX, slower elsewhere, and its
+            colours differ slightly from fp32 (`python -m colorize.bench --dtype bf16`).
     """
 
     def __init__(
@@ -380,8 +382,8 @@ class Colorizer:
             dtype = names[dtype]
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be fp32, bf16 or fp16, got {dtype}")
-        if self.device.type == "cpu" and dtype != torch.float32:
-            raise ValueError("half precision needs a CUDA device; use fp32 on CPU")
+        if self.device.type == "cpu" and dtype == torch.float16:
+            raise ValueError("fp16 needs a CUDA device; use fp32 or bf16 on CPU")
         return dtype
 
     @property
@@ -459,10 +461,11 @@ class Colorizer:
 
     @contextlib.contextmanager
     def _compute(self) -> Iterator[None]:
-        """CPU: the eager kernels (never Triton's interpreter, even under TRITON_INTERPRET=1);
-        CUDA: the configured backend ("auto" = Triton) under autocast in `self.dtype`."""
+        """CPU: the eager kernels (never Triton's interpreter, even under TRITON_INTERPRET=1),
+        under bf16 autocast when `self.dtype` is bf16; CUDA: the configured backend ("auto" = Triton) under autocast in `self.dtype`."""
         if self.device.type == "cpu":
-            with _kernels_backend("eager"):
+            bf16 = self.dtype == torch.bfloat16
+            with _kernels_backend("eager"), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                 yield
         else:
             with torch.autocast("cuda", dtype=self.dtype, enabled=self.dtype != torch.float32):

@@ -70,7 +70,7 @@ def test_cli_tags_and_no_snap(weights, frames, tmp_path):
     code = main([
         "--sketch", str(frames / "frame_001.png"), "--reference", str(tmp_path / "reference.png"),
         "--method", "tags", "--tag", "color:blue=4", "--tag", "color:red=0.5", "--no-snap",
-        "--out", str(out), "--size", "64", "--weights", str(weights),
+        "--out", str(out), "--size", "64", "--weights", str(weights), "--dtype", "bf16",
     ])  # fmt: skip
     assert code == 0 and (out / "frame_001.png").is_file()
 
@@ -120,8 +120,9 @@ def test_cli_refuses_existing_outputs_unless_overwrite(weights, frames, tmp_path
         (["--tag", "color:blue"], "--tag must be NAME=VALUE"),
         (["--tag", "color:blue=lots"], "--tag must be NAME=VALUE"),
         (["--reference", "missing.png"], "reference: no such file"),
+        (["--device", "cpu", "--dtype", "fp16"], "fp16 needs a CUDA device"),
     ],
-    ids=["tag-without-value", "tag-not-a-number", "missing-reference"],
+    ids=["tag-without-value", "tag-not-a-number", "missing-reference", "fp16-on-cpu"],
 )
 def test_cli_bad_arguments_are_named(weights, frames, tmp_path, capsys, extra, message):
     argv = ["--sketch", str(frames), "--out", str(tmp_path / "out"), "--weights", str(weights),

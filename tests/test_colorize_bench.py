@@ -29,3 +29,11 @@ def test_bench_says_when_weights_are_random(tmp_path):
     assert bench.main(["--size", "64", "--repeat", "1", "--method", "hints", "--weights",
                        str(tmp_path), "--out", str(out)]) == 0  # fmt: skip
     assert "| hints | random | " in out.read_text()
+
+
+def test_bench_takes_a_dtype_and_records_it(tmp_path):
+    out = tmp_path / "bf16.md"
+    assert bench.main(["--size", "64", "--repeat", "1", "--method", "hints", "--dtype", "bf16",
+                       "--weights", str(tmp_path), "--out", str(out)]) == 0  # fmt: skip
+    assert ", bfloat16, torch" in out.read_text()
+    assert json.loads(out.with_suffix(".json").read_text())["dtype"] == "bfloat16"

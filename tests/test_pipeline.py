@@ -216,8 +216,28 @@ def test_cpu_runs_the_eager_kernels_even_under_triton_interpret(colorizer, monke
     assert kernels.get_backend() == "auto", "the process-wide backend is restored"
 
 
+@pytest.mark.parametrize("method", ["sga", "hints"])
+def test_bf16_on_cpu_runs_under_autocast_and_stays_close_to_fp32(weights, method, monkeypatch):
+    dtypes = []
+    real_cat = torch.cat
+
+    def spying_cat(tensors, *args, **kwargs):  # every generator concatenates features
+        dtypes.extend(t.dtype for t in tensors)
+        return real_cat(tensors, *args, **kwargs)
+
+    sketch = drawn_sketch()
+    fp32, _ = Colorizer(weights, device="cpu")(sketch, **_inputs(method), method=method, size=64)
+    monkeypatch.setattr(torch, "cat", spying_cat)
+    bf16, info = Colorizer(weights, device="cpu", dtype="bf16")(
+        sketch, **_inputs(method), method=method, size=64
+    )
+    assert info["dtype"] == "bfloat16" and torch.bfloat16 in dtypes
+    difference = np.abs(np.asarray(bf16, np.float64) - np.asarray(fp32, np.float64))
+    assert difference.mean() < 8  # of 255: the same picture, bf16-rounded
+
+
 def test_device_and_dtype_are_checked():
-    with pytest.raises(ValueError, match="half precision needs a CUDA device"):
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         Colorizer(device="cpu", dtype="fp16")
     with pytest.raises(ValueError, match="dtype must be one of"):
         Colorizer(device="cpu", dtype="int8")
