@@ -44,6 +44,12 @@ def time_method(colorizer: Colorizer, method: str, size: int, snap: bool, repeat
             "min_ms": min(samples), "weights": weights}  # fmt: skip
 
 
+def setting(colorizer: Colorizer) -> str:
+    """The compute dtype and memory order, e.g. "float32, channels_last"."""
+    order = "channels_last" if colorizer.channels_last else "contiguous"
+    return f"{str(colorizer.dtype).removeprefix('torch.')}, {order}"
+
+
 def render(records: Sequence[dict], size: int, device: str, repeat: int) -> str:
     lines = [f"# End-to-end colorization time, {size} px", "",
              f"Measured {datetime.date.today()} with `python -m colorize.bench --size {size}` "
@@ -67,20 +73,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", help="weights folder or Hub id (default: Colorizer's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default: Colorizer's")
+    parser.add_argument("--memory-format", choices=("channels_last", "contiguous"),
+                        help="tensor memory order (default: Colorizer's, channels_last on CPU)")
     parser.add_argument("--out", help="write the markdown table here (and JSON next to it)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    colorizer = Colorizer(weights=args.weights, device=args.device, dtype=args.dtype)
+    channels_last = None if args.memory_format is None else args.memory_format == "channels_last"
+    colorizer = Colorizer(args.weights, args.device, args.dtype, channels_last)
     device = device_name(colorizer.device)
     records = []
     for method in args.method or METHODS:
         for snap in (True, False):
             records.append(time_method(colorizer, method, args.size, snap, args.repeat))
             print(json.dumps(records[-1]), flush=True)
-    text = render(records, args.size, f"{device}, {str(colorizer.dtype).removeprefix('torch.')}", args.repeat)
+    text = render(records, args.size, f"{device}, {setting(colorizer)}", args.repeat)
     print(text)
     if args.out:
         out = Path(args.out)
@@ -88,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.write_text(text, encoding="utf-8")
         payload = {"size": args.size, "device": device, "torch": torch.__version__,
                    "dtype": str(colorizer.dtype).removeprefix("torch."),
+                   "channels_last": colorizer.channels_last,
                    "date": str(datetime.date.today()), "records": records}  # fmt: skip
         out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
     return 0

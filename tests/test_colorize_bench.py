@@ -35,5 +35,13 @@ def test_bench_takes_a_dtype_and_records_it(tmp_path):
     out = tmp_path / "bf16.md"
     assert bench.main(["--size", "64", "--repeat", "1", "--method", "hints", "--dtype", "bf16",
                        "--weights", str(tmp_path), "--out", str(out)]) == 0  # fmt: skip
-    assert ", bfloat16, torch" in out.read_text()
     assert json.loads(out.with_suffix(".json").read_text())["dtype"] == "bfloat16"
+    assert ", bfloat16, channels_last, torch" in out.read_text()  # the CPU default
+
+
+def test_bench_takes_a_memory_format(tmp_path):
+    out = tmp_path / "plain.md"
+    assert bench.main(["--size", "64", "--repeat", "1", "--method", "hints", "--memory-format",
+                       "contiguous", "--weights", str(tmp_path), "--out", str(out)]) == 0  # fmt: skip
+    assert ", float32, contiguous, torch" in out.read_text()
+    assert json.loads(out.with_suffix(".json").read_text())["channels_last"] is False

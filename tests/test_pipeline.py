@@ -236,6 +236,20 @@ def test_bf16_on_cpu_runs_under_autocast_and_stays_close_to_fp32(weights, method
     assert difference.mean() < 8  # of 255: the same picture, bf16-rounded
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_channels_last_is_the_cpu_default_and_gives_the_same_picture(weights, method):
+    sketch = drawn_sketch()
+    fast = Colorizer(weights, device="cpu")
+    plain = Colorizer(weights, device="cpu", channels_last=False)
+    assert fast.channels_last and not plain.channels_last
+    image, _ = fast(sketch, **_inputs(method), method=method, size=64, snap=False)
+    expected, _ = plain(sketch, **_inputs(method), method=method, size=64, snap=False)
+    conv = next(m for m in fast.load(method).model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    difference = np.abs(np.asarray(image, np.int16) - np.asarray(expected, np.int16))
+    assert difference.max() <= 1  # rounding only
+
+
 def test_device_and_dtype_are_checked():
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         Colorizer(device="cpu", dtype="fp16")
