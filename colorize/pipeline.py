@@ -438,7 +438,8 @@ class Colorizer:
         else:
             logger.info("loading %s weights from %s", method, source)
             model = GENERATORS[method].from_pretrained(folder)
-        model = model.to(self.device, memory_format=self._memory_format).eval().requires_grad_(False)
+        model = model.to(self.device, memory_format=self._memory_format)
+        model = model.eval().requires_grad_(False)
         num_tags = model.config.num_tags if method == "tags" else 0
         vocabulary = COLOR_TAGS if source == RANDOM and num_tags else ()
         if num_tags and not vocabulary:
@@ -473,7 +474,8 @@ class Colorizer:
     @contextlib.contextmanager
     def _compute(self) -> Iterator[None]:
         """CPU: the eager kernels (never Triton's interpreter, even under TRITON_INTERPRET=1),
-        under bf16 autocast when `self.dtype` is bf16; CUDA: the configured backend ("auto" = Triton) under autocast in `self.dtype`."""
+        under bf16 autocast when `self.dtype` is bf16; CUDA: the configured backend ("auto" =
+        Triton) under autocast in `self.dtype`."""
         if self.device.type == "cpu":
             bf16 = self.dtype == torch.bfloat16
             with _kernels_backend("eager"), torch.autocast("cpu", torch.bfloat16, enabled=bf16):

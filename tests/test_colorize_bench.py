@@ -41,7 +41,7 @@ def test_bench_takes_a_dtype_and_records_it(tmp_path):
 
 def test_bench_takes_a_memory_format(tmp_path):
     out = tmp_path / "plain.md"
-    assert bench.main(["--size", "64", "--repeat", "1", "--method", "hints", "--memory-format",
-                       "contiguous", "--weights", str(tmp_path), "--out", str(out)]) == 0  # fmt: skip
+    argv = ["--size", "64", "--repeat", "1", "--method", "hints", "--weights", str(tmp_path)]
+    assert bench.main([*argv, "--memory-format", "contiguous", "--out", str(out)]) == 0
     assert ", float32, contiguous, torch" in out.read_text()
     assert json.loads(out.with_suffix(".json").read_text())["channels_last"] is False
