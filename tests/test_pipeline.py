@@ -299,7 +299,8 @@ def test_tag_values_shift_the_colours(colorizer):
     # the reference's own values as targets change nothing (Eq. 10: φ(cls_t) - φ(cls_a) = 0)
     same, _ = colorizer(sketch, reference=reference, method="tags", size=64, snap=False,
                         tags={"color:blue": start["color:blue"]})  # fmt: skip
-    assert np.abs(np.asarray(same, float) - np.asarray(plain, float)).max() <= 1
+    # (the sliders' start is read at 256 px, the call's anchor at 64 px: a rounding apart)
+    assert np.abs(np.asarray(same, float) - np.asarray(plain, float)).max() <= 2
 
 
 @pytest.mark.parametrize(

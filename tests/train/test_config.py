@@ -49,7 +49,7 @@ def test_cpu_profiles_train_the_small_preset_at_128_px_with_the_paper_losses(nam
     assert (cfg.model.size, cfg.data.size, cfg.data.split) == ("small", 128, "train")
     # the tagger's run is the one the other recipes read (runs/tagger/weights/tagger)
     assert cfg.train.output_dir == ("runs/tagger" if cfg.method == "tagger" else f"runs/{name}")
-    assert 1000 <= cfg.train.steps * cfg.train.batch_size <= 100_000  # sized for ~100 minutes
+    assert 1000 <= cfg.train.steps * cfg.train.batch_size <= 200_000  # sized for ~100 minutes
     if cfg.method == "hints":
         assert cfg.loss.l1 > 0 == paper.loss.l1
         assert replace(cfg.loss, l1=0.0) == paper.loss
