@@ -17,6 +17,7 @@ from PIL import Image
 
 import app
 from colorize.pipeline import DEFAULT_WEIGHTS, METHODS, Colorizer
+from colorize.tags import COLOR_NAMES, color_shares
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openmoji_test"
 MARGIN_DB = 3.0
@@ -73,3 +74,24 @@ def test_committed_weights_beat_white_fill_by_3_db(method, colorizer, fixtures, 
     learned, baseline = _psnr(outputs, truths), _psnr(white, truths)
     assert learned >= baseline + MARGIN_DB, (method, learned, baseline)
     assert "Untrained random weights" not in app._status(info)
+
+
+def test_committed_tag_mapper_turns_a_raised_red_slider_into_red(colorizer, fixtures):
+    """The tags weights' step-2 TagMapper: the sliders do what they say (Yan et al. §3.5)."""
+    if not (DEFAULT_WEIGHTS / "tags" / "config.json").is_file():
+        pytest.skip("no committed tags weights yet")
+    if not colorizer.tag_names("tags"):
+        pytest.skip("the committed tags weights have no TagMapper yet (step 2)")
+    red = COLOR_NAMES.index("red")
+    changes = []
+    for fixture in fixtures:
+        reference = fixture / "reference.png"
+        start = colorizer.reference_tags(reference)["color:red"]
+        call = dict(reference=reference, method="tags", size=128, snap=False)
+        plain, _ = colorizer(fixture / "sketch.png", **call)
+        redder, _ = colorizer(fixture / "sketch.png", **call, tags={"color:red": start + 1})
+        lines = np.asarray(Image.open(fixture / "sketch.png").convert("L")) < 128
+        shares = [color_shares(np.asarray(im.convert("RGB")), line_mask=lines)[red]
+                  for im in (plain, redder)]  # fmt: skip
+        changes.append(shares[1] - shares[0])
+    assert np.mean(changes) > 0.05, changes  # the test split's mean: +0.26

@@ -227,6 +227,13 @@ def evaluation_table(records: Sequence[dict]) -> list[str]:
             cells = [_metric(r, key, fmt) for key, _, fmt in columns]
             lines.append(f"| {label} | {r['size']} | " + " | ".join(cells) + " |")
         lines.append("")
+    for r in sorted(records, key=_row_order):
+        change = r["metrics"].get("red_share_change")
+        if change is not None and r["kind"] != "baseline":
+            lines += [f"Tag edit ({r['protocol']}, {r['size']} px): raising the reference's "
+                      f"`{r['settings'].get('tag_edit', 'color:red + 1')}` through the TagMapper "
+                      f"changes the red share of the output by {change:+.3f} on average "
+                      "(`colorize.tags.color_shares`, lines and paper excluded).", ""]  # fmt: skip
     if lines:
         first = next(r for r in records if r["kind"] != "baseline")
         command = "train.evaluate_tagger" if first["kind"] == "support" else "train.evaluate"

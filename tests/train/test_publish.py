@@ -152,3 +152,20 @@ def test_sample_grid_has_one_labelled_row_per_published_method(published, openmo
 def test_sample_grid_without_weights_is_an_error(openmoji, tmp_path, capsys):
     code = sample_grid.main(["--weights", str(tmp_path), "--data", str(openmoji)])
     assert code == 2 and "holds no trained method" in capsys.readouterr().err
+
+
+def test_card_reports_the_tag_edit_of_a_tags_model():
+    from train.publish import evaluation_table
+
+    common = {"protocol": "self", "size": 128, "n": 4, "dataset": "openmoji", "split": "test",
+              "date": "2026-11-25", "device": "cpu"}  # fmt: skip
+    records = [
+        {**common, "kind": "method", "name": "tags", "settings": {"tag_edit": "color:red + 1.0"},
+         "metrics": {"psnr": 20.0, "ssim": 0.9, "ms_ssim": 0.9, "red_share_change": 0.25}},
+        {**common, "kind": "baseline", "name": "baseline-white", "settings": {},
+         "metrics": {"psnr": 13.0, "ssim": 0.9, "ms_ssim": 0.8}},
+    ]  # fmt: skip
+    text = "\n".join(evaluation_table(records))
+    assert "| **this model** | 128 | 20.00 | 0.900 | 0.900 |" in text
+    assert "raising the reference's `color:red + 1.0` through the TagMapper" in text
+    assert "by +0.250 on average" in text
