@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from colorize.pipeline import METHODS, SIZES, TAG_RANGE, Colorizer, load_image
+from colorize.pipeline import DTYPES, METHODS, SIZES, TAG_RANGE, Colorizer, load_image
 from colorize.snap import SNAP_MODES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", help="weights folder or Hub repo id (default: weights/)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument(
-        "--dtype", choices=("fp32", "bf16", "fp16"),
+        "--dtype", choices=DTYPES,
         help="compute dtype (default: fp32 on CPU, bf16 on CUDA; bf16 on CPU is opt-in)",
     )  # fmt: skip
     parser.add_argument(

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from colorize.devices import device_name
-from colorize.pipeline import METHODS, Colorizer
+from colorize.pipeline import DTYPES, METHODS, Colorizer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SKETCH, REFERENCE, STROKES = "girl-sketch.png", "girl-reference.png", "face-strokes.png"
@@ -72,7 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per setting")
     parser.add_argument("--weights", help="weights folder or Hub id (default: Colorizer's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default: Colorizer's")
+    parser.add_argument("--dtype", choices=DTYPES, help="default: Colorizer's")
     parser.add_argument("--memory-format", choices=("channels_last", "contiguous"),
                         help="tensor memory order (default: Colorizer's, channels_last on CPU)")
     parser.add_argument("--out", help="write the markdown table here (and JSON next to it)")

@@ -48,6 +48,7 @@ from colorize.tags import COLOR_TAGS
 logger = logging.getLogger(__name__)
 
 METHODS = tuple(GENERATORS)
+DTYPES = ("fp32", "bf16", "fp16")  # the compute dtypes the command lines offer
 WEIGHTS_ENV = "COLORIZE_WEIGHTS"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 VOCABULARY_FILE = "tags.json"  # the tag vocabulary saved next to a tags model's weights
@@ -365,7 +366,6 @@ class Colorizer:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {str(self.device)!r}")
         self.dtype = self._resolve_dtype(dtype)
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
-        self._memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
@@ -465,6 +465,10 @@ class Colorizer:
         with self._lock, torch.inference_mode(), self._compute():
             values = loaded.model.reference_tags(self._to_device(canvas.reference(image)))
         return dict(zip(loaded.vocabulary, values[0].float().tolist(), strict=True))
+
+    @property
+    def _memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.preserve_format
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         """An input on the device, images [B, C, H, W] in the configured memory order."""

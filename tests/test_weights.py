@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import app
+from colorize.image_tensors import image_to_tensor
 from colorize.pipeline import DEFAULT_WEIGHTS, METHODS, Colorizer
-from colorize.tags import COLOR_NAMES, color_shares
+from train.evaluate import red_share
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openmoji_test"
 MARGIN_DB = 3.0
@@ -82,7 +84,6 @@ def test_committed_tag_mapper_turns_a_raised_red_slider_into_red(colorizer, fixt
         pytest.skip("no committed tags weights yet")
     if not colorizer.tag_names("tags"):
         pytest.skip("the committed tags weights have no TagMapper yet (step 2)")
-    red = COLOR_NAMES.index("red")
     changes = []
     for fixture in fixtures:
         reference = fixture / "reference.png"
@@ -90,8 +91,8 @@ def test_committed_tag_mapper_turns_a_raised_red_slider_into_red(colorizer, fixt
         call = dict(reference=reference, method="tags", size=128, snap=False)
         plain, _ = colorizer(fixture / "sketch.png", **call)
         redder, _ = colorizer(fixture / "sketch.png", **call, tags={"color:red": start + 1})
-        lines = np.asarray(Image.open(fixture / "sketch.png").convert("L")) < 128
-        shares = [color_shares(np.asarray(im.convert("RGB")), line_mask=lines)[red]
-                  for im in (plain, redder)]  # fmt: skip
+        images = torch.stack([image_to_tensor(im.convert("RGB")) for im in (plain, redder)])
+        sketch = image_to_tensor(Image.open(fixture / "sketch.png").convert("L"))
+        shares = red_share(images, torch.stack([sketch, sketch]))  # as train.evaluate measures
         changes.append(shares[1] - shares[0])
     assert np.mean(changes) > 0.05, changes  # the test split's mean: +0.26

@@ -356,11 +356,10 @@ class TagsGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         c0 = encoder_channels[0]
         self.up_final = UpBlock(2 * c0, c0, 3, final=True)
         init_unnormalised(
-            [self.encoder, self.residual, self.receive, self.up_first, self.up_blocks,
-             self.up_final],
+            [m for name, m in self.named_children() if name != "tagger"],  # built before the mapper
             0.0,  # ReLU
             [self.residual.conv2],
-        )  # fmt: skip
+        )
         self.mapper = TagMapper(**mapper_config) if mapper_config else None
         if self.mapper is not None:
             self._check_mapper(self.mapper)
