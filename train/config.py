@@ -36,7 +36,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 DATA_KINDS = ("openmoji", "anime_pairs", "folder")
 MODEL_SIZES = ("paper", "small")
-PRECISIONS = ("no", "fp16", "bf16")
+PRECISIONS = ("no", "fp16", "bf16", "auto")
 TRACKERS = ("auto", "tensorboard", "jsonl", "none")
 
 
@@ -115,7 +115,9 @@ class TrainConfig:
         batch_size: images per process per batch (the global batch is this times the number
             of processes times gradient_accumulation_steps).
         gradient_accumulation_steps: batches whose gradients are summed before a step.
-        mixed_precision: "no", "fp16" (GradScaler; GPU only) or "bf16".
+        mixed_precision: "no", "fp16" (GradScaler; GPU only), "bf16", or "auto": bf16 where
+            the device computes it natively (`colorize.devices.native_bf16`: a bf16 GPU, a CPU
+            with AVX-512 BF16 or AMX), fp32 elsewhere (emulated bf16 is several times slower).
         seed: seeds the model initialisation, the data order and every augmentation.
         output_dir: the run folder: config.toml, checkpoints/, samples/, logs/, weights/.
         checkpoint_every: save the full training state every this many steps (and at the end).

@@ -1,7 +1,7 @@
 """Train any model of the project: the one entry point, a small generic loop around a recipe.
 
     accelerate launch train/run.py --config train/configs/sga.toml [--set key=value ...]
-        [--resume latest|PATH] [--output_dir DIR] [--mixed_precision no|fp16|bf16]
+        [--resume latest|PATH] [--output_dir DIR] [--mixed_precision no|fp16|bf16|auto]
     python train/run.py --config train/configs/sga_tiny.toml          # one process, no launcher
 
 The recipe (train/methods/<method>.py) builds the models and writes one step; this file does
@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
-from colorize.devices import device_name  # noqa: E402
+from colorize.devices import device_name, native_bf16  # noqa: E402
 from colorize.image_tensors import tensor_to_array  # noqa: E402
 from train.config import (  # noqa: E402
     PRECISIONS,
@@ -356,7 +356,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
     run_dir = Path(cfg.train.output_dir)
     checkpoint = find_checkpoint(run_dir, resume)
     accelerator = Accelerator(
-        mixed_precision=cfg.train.mixed_precision,
+        mixed_precision=resolve_precision(cfg.train.mixed_precision, PartialState().device),
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
         log_with=make_trackers(cfg.log.tracker, run_dir / "logs"),
         project_config=ProjectConfiguration(project_dir=str(run_dir),
@@ -496,6 +496,18 @@ def _loop(run: Run) -> dict[str, float]:
     return last_means
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """accelerate's mixed_precision for train.mixed_precision on `device`: "auto" is bf16 where
+    the device computes bf16 natively and "no" (fp32) elsewhere; the rest pass through."""
+    if precision != "auto":
+        if precision == "bf16" and device.type == "cpu" and not native_bf16(device):
+            logger.warning("bf16 on this CPU (%s) is emulated: a training step was measured "
+                           "7-20x slower than fp32 on such a CPU; train.mixed_precision = "
+                           "\"auto\" or \"no\" is faster here", device_name(device))  # fmt: skip
+        return precision
+    return "bf16" if native_bf16(device) else "no"
+
+
 def write_summary(run: Run, last_means: dict[str, float]) -> Path:
     """summary.json of a finished run: steps, images seen, training seconds, images/s, the
     device and the last logged loss means (what a model card reports)."""
@@ -515,7 +527,7 @@ def write_summary(run: Run, last_means: dict[str, float]) -> Path:
         "seconds": round(progress.seconds, 3),
         "images_per_second": round(images / progress.seconds, 2) if progress.seconds else None,
         "size": cfg.data.size,
-        "mixed_precision": cfg.train.mixed_precision,
+        "mixed_precision": accelerator.mixed_precision,  # "auto" resolved
         "device": device_text,
         "torch": torch.__version__,
         "finished": time.strftime("%Y-%m-%d"),

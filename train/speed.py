@@ -28,12 +28,14 @@ from colorize.devices import device_name
 from train.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
+# Each variant sets every speed option, so a config's own choice (a cpu profile's bf16, say)
+# never leaks into the variant that is named for its absence.
 VARIANTS = {
-    "fp32": [],
-    "channels_last": ["train.channels_last=true"],
-    "bf16": ["train.mixed_precision=bf16"],
+    "fp32": ["train.mixed_precision=no", "train.channels_last=false"],
+    "channels_last": ["train.mixed_precision=no", "train.channels_last=true"],
+    "bf16": ["train.mixed_precision=bf16", "train.channels_last=false"],
     "bf16+channels_last": ["train.mixed_precision=bf16", "train.channels_last=true"],
-    "compile": ["train.compile=true"],
+    "compile": ["train.mixed_precision=no", "train.channels_last=false", "train.compile=true"],
 }
 
 

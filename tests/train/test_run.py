@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate import PartialState
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -186,6 +187,31 @@ def test_mixed_precision_run_has_finite_losses(tagger_run, openmoji, tmp_path, p
     assert len(records) == 2
     assert all(math.isfinite(v) for r in records for k, v in r.items() if k.startswith("loss"))
     assert ("fp16 mixed precision needs a GPU" in caplog.text) == (precision == "fp16")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_is_bf16_only_where_the_device_computes_it_natively(monkeypatch, native):
+    monkeypatch.setattr(run, "native_bf16", lambda device: native)
+    cpu = PartialState(cpu=True).device  # accelerate's logger needs its state
+    assert run.resolve_precision("auto", cpu) == ("bf16" if native else "no")
+    assert [run.resolve_precision(p, cpu) for p in ("no", "fp16", "bf16")] == ["no", "fp16", "bf16"]
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(monkeypatch, caplog):
+    monkeypatch.setattr(run, "native_bf16", lambda device: False)
+    with caplog.at_level("WARNING"):
+        run.resolve_precision("bf16", PartialState(cpu=True).device)
+    assert "is emulated" in caplog.text and '"auto"' in caplog.text
+
+
+def test_auto_precision_run_records_what_it_resolved_to(tagger_run, openmoji, tmp_path):
+    cfg = _tiny(SGA_TINY, openmoji, tmp_path, "train.mixed_precision=auto", "train.steps=1",
+                f"loss.feature_path={tagger_run / 'weights' / 'tagger'}", "log.sample_every=0")
+    run.train(cfg)
+    summary = json.loads((tmp_path / run.SUMMARY_FILE).read_text())
+    expected = "bf16" if run.native_bf16(torch.device("cpu")) else "no"
+    assert summary["mixed_precision"] == expected
+    assert 'mixed_precision = "auto"' in (tmp_path / "config.toml").read_text()
 
 
 def test_fp16_with_accumulation_and_two_optimizers_is_refused(tagger_run, openmoji, tmp_path):
