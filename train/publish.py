@@ -31,7 +31,8 @@ from train.run import SUMMARY_FILE
 TRAINING_FILE = "training.json"
 CARD_FILE = "README.md"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
-BASELINES_SHOWN = ("baseline-white", "baseline-mean", "baseline-regions", "baseline-regions-hints")
+BASELINES_SHOWN = ("baseline-white", "baseline-mean", "baseline-regions", "baseline-regions-hints",
+                   "baseline-xdog")
 DATA_CREDIT = (
     "Trained on [OpenMoji](https://openmoji.org) 17.0.0 (the open-source emoji and icon "
     "project; colour and hand-drawn line-art SVGs, rendered with `python -m "
@@ -75,7 +76,11 @@ METRICS = {  # protocol: (key, title, format) shown in the card
              ("sketch_map", "mAP from sketch ↑", "{:.3f}"),
              ("colour_colour_mae", "colour-share MAE ↓", "{:.4f}"),
              ("colour_bce", "BCE colour", "{:.4f}"), ("sketch_bce", "BCE sketch", "{:.4f}")),
+    "lines": (("l1", "L1 ↓", "{:.4f}"), ("psnr", "PSNR ↑", "{:.2f}"),
+              ("precision", "ink precision ↑", "{:.3f}"), ("recall", "ink recall ↑", "{:.3f}"),
+              ("f1", "ink F1 ↑", "{:.3f}")),
 }  # fmt: skip
+COMMANDS = {"tags": "train.evaluate_tagger", "lines": "train.evaluate_line_extractor"}
 
 
 def exported_folder(run_dir: Path) -> Path:
@@ -236,7 +241,7 @@ def evaluation_table(records: Sequence[dict]) -> list[str]:
                       "(`colorize.tags.color_shares`, lines and paper excluded).", ""]  # fmt: skip
     if lines:
         first = next(r for r in records if r["kind"] != "baseline")
-        command = "train.evaluate_tagger" if first["kind"] == "support" else "train.evaluate"
+        command = COMMANDS.get(first["protocol"], "train.evaluate")
         lines += [f"Measured {first['date']} on {first['device']} with `python -m {command}` "
                   f"(protocols and metrics: `train/{command[6:]}.py`).", ""]  # fmt: skip
     return lines
