@@ -285,6 +285,14 @@ class CSFTGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         dynamic_moments: True for the Dynamic Moment Shortcut (Fig. 5 right), False for the
             plain Moment Shortcut γ = σ, β = μ (Fig. 5 left).
         negative_slope: LeakyReLU slope everywhere (CoCosNet: 0.2).
+        correspondence_side: the longest side the domain alignment network (§3.1: pyramids,
+            CSFT, warp) reads the sketch and exemplar at; larger inputs are downscaled to it
+            (antialiased, both alike, so they stay at one scale as in training), and the
+            coarse image is upsampled to the full size for the coarse-to-fine generator, which
+            runs at full resolution. Its attentions are quadratic in the number of positions:
+            at 512 px uncapped they span (512/4)² = 16,384 positions each; capped at 256 (the
+            paper's training size, §4.1) they span at most 4,096 whatever the input, so the
+            cost grows linearly with the sketch's area. None: no cap (exact at any size).
 
     Input sides must be a multiple of `stride` (the larger of 2^(L-1) and the generator's
     2^(levels-1)). The output carries the upsampled coarse image and x_c, y_c (`CSFTOutput`).
@@ -303,6 +311,7 @@ class CSFTGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         moment_hidden_channels: int = 64,
         dynamic_moments: bool = True,
         negative_slope: float = 0.2,
+        correspondence_side: int | None = 256,
     ):
         super().__init__()
         pyramid, widths = tuple(pyramid_channels), tuple(generator_channels)
@@ -316,6 +325,11 @@ class CSFTGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
                 "CSFTGenerator: need domain_channels >= 3 (the warp carries RGB in that width), "
                 f"num_res_blocks >= 0 and moment_hidden_channels >= 1; got {domain_channels}, "
                 f"{num_res_blocks}, {moment_hidden_channels}"
+            )
+        if correspondence_side is not None and correspondence_side < 2 ** len(pyramid):
+            raise ValueError(
+                "CSFTGenerator: correspondence_side must be None or at least "
+                f"{2 ** len(pyramid)} (two positions per side), got {correspondence_side}"
             )
         feature_channels = sum(pyramid)  # d_v of Eq. 6–7
         self.sketch_pyramid = FeaturePyramid(1, pyramid, negative_slope)  # E_s
@@ -331,20 +345,39 @@ class CSFTGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         levels = max(len(self.config.pyramid_channels), len(self.config.generator_channels))
         return 2 ** (levels - 1)
 
+    def alignment_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) the alignment network reads an H×W input at: the input itself up to
+        `correspondence_side`, else scaled to it, aspect kept, sides multiples of `stride`."""
+        side = self.config.correspondence_side
+        if side is None or max(height, width) <= side:
+            return height, width
+        scale, stride = side / max(height, width), self.stride
+        return tuple(max(stride, int(n * scale) // stride * stride) for n in (height, width))
+
+    def aligned(self, x: torch.Tensor) -> torch.Tensor:
+        """An image [B, C, H, W] at `alignment_size` (antialiased bilinear; unchanged when it
+        is no larger than `correspondence_side`)."""
+        size = self.alignment_size(*x.shape[-2:])
+        if size == tuple(x.shape[-2:]):
+            return x
+        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
     def embed_exemplar(self, image: torch.Tensor) -> torch.Tensor:
         """y_c = F_{e→c}(y_e), Eq. 2: CSFT self-attention over the exemplar's own features.
 
-        [B, 3, H, W] -> [B, C, H/2^(L-1), W/2^(L-1)]; also the x_e term of Eq. 14.
+        [B, 3, H, W] -> [B, C, h/2^(L-1), w/2^(L-1)] at the `alignment_size` (h, w) of the
+        input; also the x_e term of Eq. 14.
         """
-        features = self.exemplar_pyramid(image)  # (B, d_v, h, w)
+        features = self.exemplar_pyramid(self.aligned(image))  # (B, d_v, h, w)
         return self.exemplar_to_domain(features, features)
 
     def embed_sketch(self, sketch: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
         """x_c = F_{s→c}(x_s), Eq. 1: the sketch's features query the exemplar's (Eq. 8–9).
 
-        [B, 1, H, W], [B, 3, H, W] -> [B, C, H/2^(L-1), W/2^(L-1)].
+        [B, 1, H, W], [B, 3, H, W] -> [B, C, h/2^(L-1), w/2^(L-1)] (h, w: `alignment_size`).
         """
-        return self.sketch_to_domain(self.sketch_pyramid(sketch), self.exemplar_pyramid(exemplar))
+        return self.sketch_to_domain(self.sketch_pyramid(self.aligned(sketch)),
+                                     self.exemplar_pyramid(self.aligned(exemplar)))  # fmt: skip
 
     def forward(
         self,
@@ -356,11 +389,12 @@ class CSFTGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
     ) -> CSFTOutput:
         """sketch [B, 1, H, W] and exemplar `reference` [B, 3, H, W] in [-1, 1] -> CSFTOutput."""
         self.check_inputs(sketch, reference=reference, hint=hint, palette=palette, tags=tags)
-        v_s = self.sketch_pyramid(sketch)  # V̂_s, (B, d_v, h, w)
-        v_r = self.exemplar_pyramid(reference)  # V̂_r, (B, d_v, h, w)
+        small_sketch, small_reference = self.aligned(sketch), self.aligned(reference)
+        v_s = self.sketch_pyramid(small_sketch)  # V̂_s, (B, d_v, h, w)
+        v_r = self.exemplar_pyramid(small_reference)  # V̂_r, (B, d_v, h, w)
         x_c = self.sketch_to_domain(v_s, v_r)  # (B, C, h, w)
         y_c = self.exemplar_to_domain(v_r, v_r)  # (B, C, h, w)
-        warped = warp_exemplar(x_c, y_c, reference, self.config.correspondence_alpha)
+        warped = warp_exemplar(x_c, y_c, small_reference, self.config.correspondence_alpha)
         coarse = F.interpolate(
             warped, size=sketch.shape[-2:], mode="bilinear", align_corners=False
         )  # (B, 3, H, W)

@@ -159,6 +159,44 @@ def test_embeddings_match_the_forward_outputs_for_the_alignment_loss():
         torch.testing.assert_close(model.embed_sketch(sketch, reference), out.sketch_domain)
 
 
+def test_correspondence_is_capped_at_its_side_and_the_image_keeps_the_full_size(monkeypatch):
+    """Above `correspondence_side` the alignment network reads a downscaled sketch and
+    exemplar: every attention spans at most (side / 4)² positions, the output stays full size."""
+    spans = []
+    original = kernels.cross_attention
+
+    def recording(q, k, v, scale=None, **kwargs):
+        spans.append((q.shape[2], k.shape[2]))
+        return original(q, k, v, scale, **kwargs)
+
+    monkeypatch.setattr(kernels, "cross_attention", recording)
+    model = CSFTGenerator(**TINY, correspondence_side=32).eval()
+    sketch, reference = _inputs(1, 64)
+    sketch, reference = sketch[..., :48], reference[..., :48]  # 64 × 48: the aspect is kept
+    assert model.alignment_size(64, 48) == (32, 24)
+    with torch.no_grad():
+        out = model(sketch, reference=reference)
+    assert out.image.shape == out.coarse.shape == (1, 3, 64, 48)
+    assert out.sketch_domain.shape[-2:] == out.exemplar_domain.shape[-2:] == (8, 6)
+    assert spans == [(48, 48)] * 3  # (32/4) × (24/4) positions, not (64/4) × (48/4) = 192
+    with torch.no_grad():  # the alignment loss reads the same downscaled embeddings
+        torch.testing.assert_close(model.embed_exemplar(reference), out.exemplar_domain)
+
+
+def test_inputs_up_to_the_correspondence_side_are_read_exactly():
+    capped = CSFTGenerator(**TINY, correspondence_side=32).eval()
+    uncapped = CSFTGenerator(**TINY, correspondence_side=None).eval()
+    uncapped.load_state_dict(capped.state_dict())
+    assert capped.alignment_size(32, 32) == (32, 32) and uncapped.alignment_size(999, 9) == (999, 9)
+    sketch, reference = _inputs(1, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(capped(sketch, reference=reference).image,
+                                   uncapped(sketch, reference=reference).image)  # fmt: skip
+    assert CSFTGenerator(**TINY).config.correspondence_side == 256  # the paper's training size
+    with pytest.raises(ValueError, match="correspondence_side"):
+        CSFTGenerator(**TINY, correspondence_side=4)
+
+
 def test_positional_moments_normalise_every_position():
     x = torch.randn(2, 16, 5, 7) * 3 + 1
     normalised, mean, std = positional_moments(x)
