@@ -38,6 +38,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import kernels
+from colorize.devices import cpu_features, native_bf16
 from colorize.hints import HINT_SCALE, stroke_hint
 from colorize.image_tensors import image_to_tensor, tensor_to_array
 from colorize.models import GENERATORS, build_generator
@@ -390,6 +391,9 @@ class Colorizer:
             raise ValueError(f"dtype must be fp32, bf16 or fp16, got {dtype}")
         if self.device.type == "cpu" and dtype == torch.float16:
             raise ValueError("fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+        if dtype == torch.bfloat16 and self.device.type == "cpu" and not native_bf16(self.device):
+            logger.warning("bf16 on this CPU (%s) is emulated, so it is slower than fp32; "
+                           "bf16 pays off with AVX-512 BF16 or AMX", cpu_features())  # fmt: skip
         return dtype
 
     @property

@@ -15,6 +15,7 @@ from colorize.models import build_generator
 from colorize.models.resunet import NoiseInjection
 from colorize.models.tagger import PRESETS as TAGGER_PRESETS
 from colorize.models.tags import PRESETS as TAGS_PRESETS
+from colorize import pipeline
 from colorize.pipeline import MAX_SIDE, Canvas, load_image
 from colorize.tags import COLOR_TAGS
 
@@ -234,6 +235,15 @@ def test_bf16_on_cpu_runs_under_autocast_and_stays_close_to_fp32(weights, method
     assert info["dtype"] == "bfloat16" and torch.bfloat16 in dtypes
     difference = np.abs(np.asarray(bf16, np.float64) - np.asarray(fp32, np.float64))
     assert difference.mean() < 8  # of 255: the same picture, bf16-rounded
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_that_emulates_it_is_warned_about(weights, monkeypatch, caplog, native):
+    monkeypatch.setattr(pipeline, "native_bf16", lambda device: native)
+    with caplog.at_level("WARNING", logger="colorize.pipeline"):
+        Colorizer(weights, device="cpu", dtype="bf16")
+        Colorizer(weights, device="cpu")
+    assert ("is emulated" in caplog.text) == (not native)
 
 
 @pytest.mark.parametrize("method", METHODS)
