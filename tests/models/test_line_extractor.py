@@ -77,3 +77,16 @@ def test_save_and_load_round_trip(tmp_path):
 def test_bad_inputs_raise_clear_errors(image, message):
     with pytest.raises(ValueError, match=message):
         LineExtractor(**TINY)(image)
+
+
+def test_untrained_output_starts_near_white_paper():
+    """Most of a line drawing is paper: the untrained LE draws none and starts at +0.8, so L1
+    training fits lines from step one (with the default init it started at mid grey)."""
+    model = LineExtractor(**TINY).eval()
+    with torch.no_grad():
+        out = model(_image(2, 32))
+    torch.testing.assert_close(out, torch.full_like(out, 0.8))
+    assert LineExtractor(**TINY, initial_paper=0.5)(_image(1, 32)).detach().allclose(
+        torch.tensor(0.5))
+    with pytest.raises(ValueError, match="initial_paper"):
+        LineExtractor(**TINY, initial_paper=1.0)
