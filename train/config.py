@@ -63,13 +63,16 @@ class DataConfig:
     Parameters:
         kind: "openmoji" (a folder prepared by `python -m train.prepare_openmoji`),
             "anime_pairs" (Kaggle side-by-side colour/sketch files) or "folder" (colour
-            images, sketches drawn by XDoG).
+            images, sketches drawn by XDoG or `line_extractor`).
         path: the dataset folder.
         split: "train", "val" or "test" (openmoji; the other kinds read the whole folder).
         size: square side of the training images (a multiple of 4 and of the model's stride).
         augment: random crop and flip (sketch and target together).
         num_workers: DataLoader worker processes (0: load in the training process).
         options: [data.options], the augmentation and condition settings (SampleOptions).
+        line_extractor: "folder" only: a trained LineExtractor's save_pretrained folder
+            (e.g. "weights/line_extractor", Cao et al. §III-A) that draws the sketches; ""
+            draws them with XDoG.
     """
 
     kind: str = "openmoji"
@@ -79,9 +82,15 @@ class DataConfig:
     augment: bool = True
     num_workers: int = 2
     options: SampleOptions = field(default_factory=SampleOptions)
+    line_extractor: str = ""
 
     def __post_init__(self) -> None:
         _check_choice("data", "kind", self.kind, DATA_KINDS)
+        if self.line_extractor and self.kind != "folder":
+            raise ValueError(
+                f"data.line_extractor draws the sketches of a \"folder\" dataset; {self.kind!r} "
+                "brings its own sketches"
+            )
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
 

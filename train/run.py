@@ -56,6 +56,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
 from colorize.devices import device_name, native_bf16  # noqa: E402
 from colorize.image_tensors import tensor_to_array  # noqa: E402
+from colorize.models import LineExtractor  # noqa: E402
 from train.config import (  # noqa: E402
     PRECISIONS,
     DataConfig,
@@ -92,7 +93,14 @@ def build_dataset(data: DataConfig, conditions: tuple[str, ...]) -> Dataset:
         return OpenMojiDataset(data.path, split=data.split, **common)
     if data.kind == "anime_pairs":
         return AnimePairDataset(data.path, **common)
-    return ImageFolderDataset(data.path, **common)
+    extractor = None
+    if data.line_extractor:
+        folder = Path(data.line_extractor)
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"data.line_extractor {folder} has no config.json: expected a "
+                             "LineExtractor.save_pretrained folder, e.g. weights/line_extractor")
+        extractor = LineExtractor.from_pretrained(folder).eval()
+    return ImageFolderDataset(data.path, **common, line_extractor=extractor)
 
 
 class SeededSamples(Dataset):

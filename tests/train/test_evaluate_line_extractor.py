@@ -2,11 +2,13 @@
 baselines, and its model card."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from colorize.models import LineExtractor
 from train import evaluate_line_extractor as evaluate_le
 from train import publish, run
 from train.config import load_config
@@ -91,3 +93,22 @@ def test_trained_extractor_and_baselines_are_scored_and_shown_in_the_card(
 def test_a_folder_without_a_model_is_one_error_message(tmp_path, capsys):
     assert evaluate_le.main(["--weights", str(tmp_path), "--data", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_a_folder_dataset_draws_its_sketches_with_a_trained_line_extractor(line_run, openmoji):
+    extractor = line_run / "weights" / "line_extractor"
+    data = load_config(REPO / "train" / "configs" / "sga_tiny.toml", [
+        "data.kind=folder", f"data.path={openmoji / 'color'}", f"data.line_extractor={extractor}",
+    ]).data  # fmt: skip
+    dataset = run.build_dataset(data, ())
+    sample = dataset[0]
+    model = LineExtractor.from_pretrained(extractor).eval()
+    with torch.no_grad():
+        expected = model(sample["target"][None])[0].clamp(-1, 1)
+    torch.testing.assert_close(sample["sketch"], expected)
+    with pytest.raises(ValueError, match="brings its own sketches"):
+        load_config(REPO / "train" / "configs" / "sga_tiny.toml",
+                    [f"data.line_extractor={extractor}"])  # fmt: skip
+    missing = replace(data, line_extractor=str(openmoji))
+    with pytest.raises(ValueError, match="has no config.json"):
+        run.build_dataset(missing, ())
