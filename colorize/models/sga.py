@@ -155,6 +155,13 @@ class SGAGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         num_res_blocks: residual blocks after the fusion ("several", §III-A; 4 in the SGA code).
         cbam_reduction: CBAM's channel-MLP reduction ratio r (Woo et al. 2018: 16).
         negative_slope: LeakyReLU slope of the conv blocks and SGA projections (SGA code: 0.2).
+        attention_key_side: the input side up to which the SGA blocks attend to every key
+            position. Beyond it their keys and values (the reference's tokens, and the sketch's
+            own in the self-attention) are average-pooled to the grid of that side, while the
+            queries keep every position: the attention then costs N·M' with M' fixed, linear in
+            the image's area instead of quadratic (at 512 px with 256: 4,096 queries over 1,024
+            keys instead of 4,096). The training sizes (128 px here, 256 in the paper) sit below
+            it, so training and their evaluations are unchanged. None: attend to all keys.
 
     The input side must be a multiple of 2^(len(block_out_channels) - 1).
     """
@@ -169,9 +176,15 @@ class SGAGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         num_res_blocks: int = 4,
         cbam_reduction: int = 16,
         negative_slope: float = 0.2,
+        attention_key_side: int | None = 256,
     ):
         super().__init__()
         widths = tuple(block_out_channels)
+        if attention_key_side is not None and attention_key_side < 2 ** (len(widths) - 1):
+            raise ValueError(
+                "SGAGenerator: attention_key_side must be None or at least the stride "
+                f"{2 ** (len(widths) - 1)}, got {attention_key_side}"
+            )
         if not widths or min(widths) < 1 or layers_per_block < 1 or num_res_blocks < 0:
             raise ValueError(
                 f"SGAGenerator: need widths >= 1, layers_per_block >= 1, num_res_blocks >= 0; "
@@ -203,6 +216,22 @@ class SGAGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
     def stride(self) -> int:
         return 2 ** (len(self.config.block_out_channels) - 1)
 
+    def key_grid(self, h: int, w: int) -> tuple[int, int]:
+        """The token grid the SGA blocks' keys sit on for an h×w feature grid: the grid itself
+        up to `attention_key_side` / stride positions a side, else pooled to that, aspect kept."""
+        side = self.config.attention_key_side
+        if side is None or max(h, w) * self.stride <= side:
+            return h, w
+        scale = side / self.stride / max(h, w)
+        return max(1, int(h * scale)), max(1, int(w * scale))
+
+    def keys(self, features: torch.Tensor) -> torch.Tensor:
+        """Feature map [B, C, h, w] -> key/value tokens [B, M', C] on `key_grid`."""
+        grid = self.key_grid(*features.shape[-2:])
+        if grid != tuple(features.shape[-2:]):
+            features = F.adaptive_avg_pool2d(features, grid)
+        return to_tokens(features)
+
     def forward(
         self,
         sketch: torch.Tensor,
@@ -218,8 +247,12 @@ class SGAGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         v_r = feature_dimension_transformation(self.reference_encoder(reference))  # (B, Cf, h, w)
         h, w = v_l.shape[-2:]
 
-        tokens = self.cross_attention(to_tokens(v_l), to_tokens(v_r))  # (B, h·w, Cf)
-        v_f = from_tokens(self.self_attention(tokens), h, w)  # (B, Cf, h, w)
+        tokens = self.cross_attention(to_tokens(v_l), self.keys(v_r))  # (B, h·w, Cf)
+        if self.key_grid(h, w) == (h, w):
+            v_f = from_tokens(self.self_attention(tokens), h, w)  # (B, Cf, h, w)
+        else:  # self-attention over pooled keys of the same tokens
+            keys = self.keys(from_tokens(tokens, h, w))
+            v_f = from_tokens(self.self_attention(tokens, keys), h, w)
         x = self.res_blocks(v_l + v_f)  # V_l + V_f, then the residual blocks (§III-A)
 
         x = self.decoder_in(x)

@@ -89,6 +89,41 @@ def test_save_and_load_round_trip(tmp_path):
         torch.testing.assert_close(loaded(sketch, reference=reference).image, expected)
 
 
+def test_keys_are_pooled_above_the_attention_key_side_and_every_query_stays(monkeypatch):
+    spans = []
+    original = kernels.sga_attention
+
+    def recording(x, y, v, **kwargs):
+        spans.append((x.shape[1], y.shape[1], v.shape[1]))
+        return original(x, y, v, **kwargs)
+
+    monkeypatch.setattr(kernels, "sga_attention", recording)
+    model = SGAGenerator(**TINY, attention_key_side=16).eval()  # stride 4: a 4×4 key grid
+    sketch, reference = _inputs(1, 64)
+    sketch, reference = sketch[..., :48], reference[..., :48]  # 64 × 48: the aspect is kept
+    assert model.key_grid(16, 12) == (4, 3) and model.key_grid(4, 4) == (4, 4)
+    with torch.no_grad():
+        out = model(sketch, reference=reference)
+    assert out.image.shape == (1, 3, 64, 48) and torch.isfinite(out.image).all()
+    assert spans == [(16 * 12, 4 * 3, 4 * 3)] * 2  # cross, then self over pooled keys
+
+
+def test_inputs_up_to_the_attention_key_side_attend_to_every_key():
+    capped = SGAGenerator(**TINY, attention_key_side=32).eval()
+    uncapped = SGAGenerator(**TINY, attention_key_side=None).eval()
+    uncapped.load_state_dict(capped.state_dict())
+    sketch, reference = _inputs(1, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(capped(sketch, reference=reference).image,
+                                   uncapped(sketch, reference=reference).image, rtol=0, atol=0)
+        large, large_reference = _inputs(1, 64)  # above the side: the capped keys differ
+        assert not torch.equal(capped(large, reference=large_reference).image,
+                               uncapped(large, reference=large_reference).image)  # fmt: skip
+    assert SGAGenerator(**TINY).config.attention_key_side == 256
+    with pytest.raises(ValueError, match="attention_key_side"):
+        SGAGenerator(**TINY, attention_key_side=2)
+
+
 def test_triton_and_eager_paths_agree():
     model = SGAGenerator(block_out_channels=(4, 8), layers_per_block=1, num_res_blocks=1).eval()
     sketch, reference = _inputs(1, 16)
