@@ -787,6 +787,24 @@ def print_metrics(metrics: dict) -> None:
         print(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
 
 
+def evaluate_and_report(evaluate: Callable[[argparse.Namespace], dict],
+                        args: argparse.Namespace) -> int:  # fmt: skip
+    """The end of a support model's evaluation command (tagger, line extractor): its record
+    written to `<args.out>/eval/` (the colorization table lists no such rows) and printed, or
+    one error message and exit code 2."""
+    try:
+        record = evaluate(args)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path, _ = write_results(record, Path(args.out))
+    print(f"{record['name']}, {record['protocol']} protocol, {record['split']} split, "
+          f"{record['size']} px:")  # fmt: skip
+    print_metrics(record["metrics"])
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:

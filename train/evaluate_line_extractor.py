@@ -39,7 +39,7 @@ from colorize.devices import device_name
 from colorize.models import LineExtractor
 from colorize.xdog import xdog
 from train.data import OpenMojiDataset
-from train.evaluate import print_metrics, write_results
+from train.evaluate import evaluate_and_report
 
 PROTOCOL = "lines"
 INK = 0.5  # a pixel darker than mid grey is ink
@@ -135,17 +135,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        record = evaluate(args)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    path, _ = write_results(record, Path(args.out))  # the colorization table has no such rows
-    print(f"{record['name']}, {PROTOCOL} protocol, {args.split} split, {args.size} px:")
-    print_metrics(record["metrics"])
-    print(f"wrote {path}")
-    return 0
+    return evaluate_and_report(evaluate, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from colorize.devices import device_name
 from colorize.models import Tagger
 from train.data import OpenMojiDataset
-from train.evaluate import print_metrics, write_results
+from train.evaluate import evaluate_and_report
 
 PROTOCOL = "tags"
 
@@ -97,16 +97,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        record = evaluate(args)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    path, _ = write_results(record, Path(args.out))  # the results table lists no tagger rows
-    print_metrics(record["metrics"])
-    print(f"wrote {path}")
-    return 0
+    return evaluate_and_report(evaluate, parse_args(argv))
 
 
 if __name__ == "__main__":
