@@ -18,12 +18,15 @@ from PIL import Image
 
 import app
 from colorize.image_tensors import image_to_tensor
+from colorize.models import LineExtractor
 from colorize.pipeline import DEFAULT_WEIGHTS, METHODS, Colorizer
 from train.evaluate import red_share
+from train.evaluate_line_extractor import line_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openmoji_test"
 MARGIN_DB = 3.0
 STROKES = {"hints"}  # methods that read colour strokes instead of a reference
+LINE_F1 = 0.9  # ink F1 of the committed line extractor on the fixtures (see its card)
 
 
 def _psnr(outputs: list[np.ndarray], truths: list[np.ndarray]) -> float:
@@ -96,3 +99,24 @@ def test_committed_tag_mapper_turns_a_raised_red_slider_into_red(colorizer, fixt
         shares = red_share(images, torch.stack([sketch, sketch]))  # as train.evaluate measures
         changes.append(shares[1] - shares[0])
     assert np.mean(changes) > 0.05, changes  # the test split's mean: +0.26
+
+
+def test_committed_line_extractor_draws_the_lines_of_test_drawings(fixtures):
+    """weights/line_extractor (Cao et al. §III-A) turns the fixtures' colour images into line
+    art closer to the artists' than blank paper is, finding most of their ink."""
+    folder = DEFAULT_WEIGHTS / "line_extractor"
+    if not (folder / "config.json").is_file():
+        pytest.skip("no committed line extractor weights yet")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "OpenMoji" in card and "CC BY-SA 4.0" in card
+    model = LineExtractor.from_pretrained(folder).eval()
+    colours = torch.stack([image_to_tensor(Image.open(f / "color.png").convert("RGB"))
+                           for f in fixtures])  # fmt: skip
+    truth = torch.stack([image_to_tensor(Image.open(f / "sketch.png").convert("L"))
+                         for f in fixtures]).add(1).div(2)  # fmt: skip
+    with torch.no_grad():
+        drawn = model(colours).clamp(-1, 1).add(1).div(2)
+    learned = line_metrics(drawn, truth)
+    blank = line_metrics(torch.ones_like(truth), truth)
+    assert learned["l1"] < 0.5 * blank["l1"], (learned, blank)
+    assert learned["f1"] >= LINE_F1, learned

@@ -78,7 +78,7 @@ METRICS = {  # protocol: (key, title, format) shown in the card
              ("colour_bce", "BCE colour", "{:.4f}"), ("sketch_bce", "BCE sketch", "{:.4f}")),
     "lines": (("l1", "L1 ↓", "{:.4f}"), ("psnr", "PSNR ↑", "{:.2f}"),
               ("precision", "ink precision ↑", "{:.3f}"), ("recall", "ink recall ↑", "{:.3f}"),
-              ("f1", "ink F1 ↑", "{:.3f}")),
+              ("f1", "ink F1 ↑", "{:.3f}"), ("f1_exact", "exact ink F1 ↑", "{:.3f}")),
 }  # fmt: skip
 COMMANDS = {"tags": "train.evaluate_tagger", "lines": "train.evaluate_line_extractor"}
 

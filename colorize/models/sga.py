@@ -57,11 +57,21 @@ class SGABlock(nn.Module):
         self.to_value = nn.Linear(channels, channels)  # W_v: the attended messages
         self.norm = nn.BatchNorm1d(channels)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, N, C] queries; y: [B, M, C] keys/values (None: self-attention). -> [B, N, C]."""
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, key_weight: float = 1.0
+    ) -> torch.Tensor:
+        """x: [B, N, C] queries; y: [B, M, C] keys/values (None: self-attention). -> [B, N, C].
+
+        key_weight: how many positions each key stands for (pooled keys: the pooling area).
+        The column normalisation gives every key a total weight of 1 over the queries, so
+        A·v carries M units of mass and its rows sum to M/N on average; a key pooled from r
+        positions carries r, which keeps the message's scale (and the BatchNorm statistics
+        that follow) what the uncapped block would see."""
         y = x if y is None else y
         values = F.leaky_relu(self.to_value(y), self.negative_slope)  # (B, M, C)
         z = kernels.sga_attention(x, y, values)  # (B, N, C), A without gradient
+        if key_weight != 1.0:
+            z = z * key_weight
         z = z + F.leaky_relu(self.to_query(x), self.negative_slope)  # (B, N, C)
         z = self.norm(z.transpose(1, 2)).transpose(1, 2)  # BN over channels, (B, N, C)
         return x + z
@@ -247,12 +257,13 @@ class SGAGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         v_r = feature_dimension_transformation(self.reference_encoder(reference))  # (B, Cf, h, w)
         h, w = v_l.shape[-2:]
 
-        tokens = self.cross_attention(to_tokens(v_l), self.keys(v_r))  # (B, h·w, Cf)
+        keys_r = self.keys(v_r)
+        tokens = self.cross_attention(to_tokens(v_l), keys_r, h * w / keys_r.shape[1])
         if self.key_grid(h, w) == (h, w):
             v_f = from_tokens(self.self_attention(tokens), h, w)  # (B, Cf, h, w)
         else:  # self-attention over pooled keys of the same tokens
             keys = self.keys(from_tokens(tokens, h, w))
-            v_f = from_tokens(self.self_attention(tokens, keys), h, w)
+            v_f = from_tokens(self.self_attention(tokens, keys, h * w / keys.shape[1]), h, w)
         x = self.res_blocks(v_l + v_f)  # V_l + V_f, then the residual blocks (§III-A)
 
         x = self.decoder_in(x)

@@ -38,6 +38,7 @@ def test_ink_one_pixel_off_is_a_hit_and_two_pixels_off_a_miss():
     truth = _lines((8, 8))
     near = evaluate_le.line_metrics(_lines((9, 9)), truth)
     assert near["precision"] == near["recall"] == 1.0
+    assert near["f1_exact"] == 0.0 and evaluate_le.line_metrics(truth, truth)["f1_exact"] == 1.0
     far = evaluate_le.line_metrics(_lines((8, 10)), truth)
     assert far["precision"] == far["recall"] == far["f1"] == 0.0
     # two drawn pixels, one of them on the line: precision 1/2, recall 1
