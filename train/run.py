@@ -47,7 +47,12 @@ import torch.nn.functional as F  # noqa: E402
 from accelerate import Accelerator, DataLoaderConfiguration, PartialState  # noqa: E402
 from accelerate.logging import get_logger  # noqa: E402
 from accelerate.tracking import GeneralTracker, on_main_process  # noqa: E402
-from accelerate.utils import ProjectConfiguration, send_to_device, set_seed  # noqa: E402
+from accelerate.utils import (  # noqa: E402
+    ProjectConfiguration,
+    parse_flag_from_env,
+    send_to_device,
+    set_seed,
+)
 from PIL import Image  # noqa: E402
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, default_collate  # noqa: E402
@@ -364,7 +369,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> Path:
     run_dir = Path(cfg.train.output_dir)
     checkpoint = find_checkpoint(run_dir, resume)
     accelerator = Accelerator(
-        mixed_precision=resolve_precision(cfg.train.mixed_precision, PartialState().device),
+        mixed_precision=resolve_precision(cfg.train.mixed_precision, _launch_device()),
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
         log_with=make_trackers(cfg.log.tracker, run_dir / "logs"),
         project_config=ProjectConfiguration(project_dir=str(run_dir),
@@ -504,16 +509,28 @@ def _loop(run: Run) -> dict[str, float]:
     return last_means
 
 
+def _launch_device() -> torch.device:
+    """The device type the Accelerator will pick, known before it exists (creating accelerate's
+    state first would fix it before `accelerate launch`'s CPU multi-process settings apply)."""
+    use_cpu = parse_flag_from_env("ACCELERATE_USE_CPU")
+    return torch.device("cuda" if torch.cuda.is_available() and not use_cpu else "cpu")
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """accelerate's mixed_precision for train.mixed_precision on `device`: "auto" is bf16 where
     the device computes bf16 natively and "no" (fp32) elsewhere; the rest pass through."""
     if precision != "auto":
-        if precision == "bf16" and device.type == "cpu" and not native_bf16(device):
-            logger.warning("bf16 on this CPU (%s) is emulated: a training step was measured "
-                           "7-20x slower than fp32 on such a CPU; train.mixed_precision = "
-                           "\"auto\" or \"no\" is faster here", device_name(device))  # fmt: skip
         return precision
     return "bf16" if native_bf16(device) else "no"
+
+
+def emulated_bf16(precision: str, device: torch.device) -> str | None:
+    """The warning for bf16 on a CPU that emulates it, else None."""
+    if precision != "bf16" or device.type != "cpu" or native_bf16(device):
+        return None
+    return (f"bf16 on this CPU ({device_name(device)}) is emulated: a training step was "
+            "measured 7-20x slower than fp32 on such a CPU; train.mixed_precision = \"auto\" "
+            "or \"no\" is faster here")  # fmt: skip
 
 
 def write_summary(run: Run, last_means: dict[str, float]) -> Path:
@@ -627,6 +644,9 @@ def _report_config(accelerator: Accelerator, cfg: RunConfig, run_dir: Path, resu
     if cfg.train.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         logger.warning("fp16 mixed precision needs a GPU; accelerate computes this CPU run in "
                        "fp32 (bf16 works on CPUs)")  # fmt: skip
+    warning = emulated_bf16(accelerator.mixed_precision, accelerator.device)
+    if warning:
+        logger.warning(warning)
     if resume == "latest" and checkpoint is None:
         logger.info("--resume latest: no checkpoint in %s yet, starting at step 0", run_dir)
     saved = run_dir / "config.toml"

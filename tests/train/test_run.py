@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate import PartialState
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -192,16 +191,19 @@ def test_mixed_precision_run_has_finite_losses(tagger_run, openmoji, tmp_path, p
 @pytest.mark.parametrize("native", [False, True])
 def test_auto_precision_is_bf16_only_where_the_device_computes_it_natively(monkeypatch, native):
     monkeypatch.setattr(run, "native_bf16", lambda device: native)
-    cpu = PartialState(cpu=True).device  # accelerate's logger needs its state
+    cpu = torch.device("cpu")
     assert run.resolve_precision("auto", cpu) == ("bf16" if native else "no")
     assert [run.resolve_precision(p, cpu) for p in ("no", "fp16", "bf16")] == ["no", "fp16", "bf16"]
 
 
-def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(monkeypatch, caplog):
+def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(monkeypatch):
+    cpu = torch.device("cpu")
     monkeypatch.setattr(run, "native_bf16", lambda device: False)
-    with caplog.at_level("WARNING"):
-        run.resolve_precision("bf16", PartialState(cpu=True).device)
-    assert "is emulated" in caplog.text and '"auto"' in caplog.text
+    warning = run.emulated_bf16("bf16", cpu)
+    assert "is emulated" in warning and '"auto"' in warning
+    assert run.emulated_bf16("no", cpu) is None
+    monkeypatch.setattr(run, "native_bf16", lambda device: True)
+    assert run.emulated_bf16("bf16", cpu) is None
 
 
 def test_auto_precision_run_records_what_it_resolved_to(tagger_run, openmoji, tmp_path):
