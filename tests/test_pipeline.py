@@ -9,13 +9,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from colorize import Colorizer
+from colorize import Colorizer, pipeline
 from colorize.hints import stroke_hint
 from colorize.models import build_generator
 from colorize.models.resunet import NoiseInjection
 from colorize.models.tagger import PRESETS as TAGGER_PRESETS
 from colorize.models.tags import PRESETS as TAGS_PRESETS
-from colorize import pipeline
 from colorize.pipeline import MAX_SIDE, Canvas, load_image
 from colorize.tags import COLOR_TAGS
 

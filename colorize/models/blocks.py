@@ -72,6 +72,17 @@ def from_tokens(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], height, width)
 
 
+def fit_within(height: int, width: int, limit: float, multiple: int = 1) -> tuple[int, int]:
+    """(height, width) unchanged when its longer side is at most `limit`, else scaled down so
+    that it is (aspect kept, each side rounded down to a multiple of `multiple`, at least one
+    multiple): the capped grids of `sga`'s attention keys and `csft`'s correspondence."""
+    if max(height, width) <= limit:
+        return height, width
+    scale = limit / max(height, width)
+    return max(multiple, int(height * scale) // multiple * multiple), max(
+        multiple, int(width * scale) // multiple * multiple)  # fmt: skip
+
+
 class WSConv2d(nn.Conv2d):
     """Conv with Weight Standardization (Qiao et al. 2019): each filter is zero-mean,
     unit-variance before use; paired with GroupNorm in Khang et al.'s ResUNet (§3.2)."""

@@ -38,7 +38,7 @@ from torch import nn
 import kernels
 
 from .base import ColorizationGenerator, GeneratorOutput
-from .blocks import CrossAttention, from_tokens, to_tokens
+from .blocks import CrossAttention, fit_within, from_tokens, to_tokens
 
 PRESETS: dict[str, dict] = {
     # Pyramids 64-64-128 (d_v = 256, the fused kernel's largest single head, so Eq. 8 stays one
@@ -349,10 +349,9 @@ class CSFTGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         """(h, w) the alignment network reads an H×W input at: the input itself up to
         `correspondence_side`, else scaled to it, aspect kept, sides multiples of `stride`."""
         side = self.config.correspondence_side
-        if side is None or max(height, width) <= side:
+        if side is None:
             return height, width
-        scale, stride = side / max(height, width), self.stride
-        return tuple(max(stride, int(n * scale) // stride * stride) for n in (height, width))
+        return fit_within(height, width, side, self.stride)
 
     def aligned(self, x: torch.Tensor) -> torch.Tensor:
         """An image [B, C, H, W] at `alignment_size` (antialiased bilinear; unchanged when it

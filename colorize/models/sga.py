@@ -22,7 +22,7 @@ from torch import nn
 import kernels
 
 from .base import ColorizationGenerator, GeneratorOutput
-from .blocks import CBAM, from_tokens, to_tokens
+from .blocks import CBAM, fit_within, from_tokens, to_tokens
 
 PRESETS: dict[str, dict] = {
     # Li et al.'s encoder widths 16…256 with two convs per scale: 992 fused channels, 4 res blocks.
@@ -230,10 +230,7 @@ class SGAGenerator(ModelMixin, ConfigMixin, ColorizationGenerator):
         """The token grid the SGA blocks' keys sit on for an h×w feature grid: the grid itself
         up to `attention_key_side` / stride positions a side, else pooled to that, aspect kept."""
         side = self.config.attention_key_side
-        if side is None or max(h, w) * self.stride <= side:
-            return h, w
-        scale = side / self.stride / max(h, w)
-        return max(1, int(h * scale)), max(1, int(w * scale))
+        return (h, w) if side is None else fit_within(h, w, side / self.stride)
 
     def keys(self, features: torch.Tensor) -> torch.Tensor:
         """Feature map [B, C, h, w] -> key/value tokens [B, M', C] on `key_grid`."""

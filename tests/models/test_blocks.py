@@ -12,6 +12,7 @@ from colorize.models.blocks import (
     CBAM,
     CrossAttention,
     WSConv2d,
+    fit_within,
     from_tokens,
     init_unnormalised,
     to_tokens,
@@ -102,3 +103,11 @@ def test_check_inputs_names_the_problem():
         kwargs = {"sketch": sketch, "reference": ref, "tags": tags, **change}
         with pytest.raises(ValueError, match=message):
             model.check_inputs(**kwargs)
+
+
+def test_fit_within_keeps_small_grids_and_scales_large_ones_to_multiples():
+    assert fit_within(32, 24, 32) == (32, 24)
+    assert fit_within(64, 48, 32) == (32, 24)
+    assert fit_within(64, 48, 32, multiple=5) == (30, 20)  # rounded down to multiples of 5
+    assert fit_within(100, 3, 10, multiple=4) == (8, 4)  # never below one multiple
+    assert fit_within(16, 12, 31.25) == (16, 12) and fit_within(64, 64, 31.25) == (31, 31)
